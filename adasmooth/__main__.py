@@ -1,0 +1,97 @@
+"""Command line: ``python -m adasmooth zoo list|train`` and ``python -m adasmooth reproduce``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _zoo_list(args) -> int:
+    from . import zoo
+
+    print(zoo.format_table(zoo.table(root=args.cache, dataset=None if args.all_datasets else "fashion-mnist")))
+    return 0
+
+
+def _zoo_train(args) -> int:
+    from . import zoo
+
+    todo = zoo.DEFAULT_ZOO if args.all else args.names
+    if not todo:
+        print("name a zoo model or pass --all", file=sys.stderr)
+        return 2
+    for n in todo:
+        zoo.recipe(n)  # fail early on unknown names
+    for n in todo:
+        if zoo.is_cached(n, root=args.cache) and not args.force:
+            print(f"{n}: cached")
+            continue
+        if args.force:
+            s = zoo.stem(n, root=args.cache)
+            for suf in (".pt", ".json"):
+                s.with_suffix(suf).unlink(missing_ok=True)
+        meta = zoo.train_model(n, root=args.cache, device=args.device, progress=args.progress)
+        print(f"{n}: {meta['metrics']}")
+    print(zoo.format_table(zoo.table(root=args.cache)))
+    return 0
+
+
+def _data_fetch(args) -> int:
+    from . import data
+
+    for split in ("train", "test"):
+        x, _ = data.load(args.name, split, download=True)
+        print(f"{args.name} {split}: {tuple(x.shape)}")
+    return 0
+
+
+def _reproduce(args) -> int:
+    from . import pipeline
+
+    return pipeline.main(args)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m adasmooth")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    z = sub.add_parser("zoo", help="the model zoo").add_subparsers(dest="zoo_cmd", required=True)
+    zl = z.add_parser("list", help="list recipes, cached or not, with metrics")
+    zl.add_argument("--cache", default=None, help="cache folder (default: <data>/zoo)")
+    zl.add_argument("--all-datasets", action="store_true")
+    zl.set_defaults(func=_zoo_list)
+    zt = z.add_parser("train", help="train and cache zoo models")
+    zt.add_argument("names", nargs="*")
+    zt.add_argument("--all", action="store_true", help="the whole embedded-default zoo")
+    zt.add_argument("--force", action="store_true", help="retrain even if cached")
+    zt.add_argument("--cache", default=None)
+    zt.add_argument("--device", default=None)
+    zt.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
+    zt.set_defaults(func=_zoo_train)
+
+    d = sub.add_parser("data", help="datasets").add_subparsers(dest="data_cmd", required=True)
+    df = d.add_parser("fetch", help="download a dataset through torchvision (needs internet)")
+    df.add_argument("name")
+    df.set_defaults(func=_data_fetch)
+
+    r = sub.add_parser("reproduce", help="run every notebook through papermill")
+    r.add_argument("--profile", default="default", choices=["smoke", "default", "paper"])
+    r.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 02,04")
+    r.add_argument("--device", default=None)
+    r.add_argument("--force", action="store_true", help="rerun notebooks whose results are current")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
+    r.set_defaults(func=_reproduce)
+
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

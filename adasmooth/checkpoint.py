@@ -1,0 +1,120 @@
+"""Atomic, hash-checked checkpoints: a ``state_dict`` file plus a JSON metadata file.
+
+Layout for a checkpoint ``stem``: ``stem.pt`` (weights, ``torch.save``) and ``stem.json``
+(metadata including the weights' sha256).  The JSON is written last, so it marks a complete
+checkpoint; a weights file whose hash does not match its JSON is rejected, never used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, partial, corrupt or does not match what was asked for."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> str:
+    """``torch.save`` ``obj`` atomically; return the sha256 of the bytes written."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = buf.getvalue()
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save(stem: str | os.PathLike, state_dict: dict, metadata: dict) -> dict:
+    """Save ``state_dict`` to ``stem.pt`` and ``metadata`` (+ ``sha256``) to ``stem.json``."""
+    stem = Path(stem)
+    digest = atomic_torch_save(stem.with_suffix(".pt"), state_dict)
+    meta = dict(metadata, sha256=digest)
+    atomic_write_json(stem.with_suffix(".json"), meta)
+    return meta
+
+
+def read_metadata(stem: str | os.PathLike) -> dict:
+    """Return the metadata of a checkpoint; raise ``CheckpointError`` if it is absent or unreadable."""
+    meta_path = Path(stem).with_suffix(".json")
+    if not meta_path.exists():
+        raise CheckpointError(f"checkpoint metadata {meta_path} not found")
+    try:
+        return json.loads(meta_path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint metadata {meta_path} is unreadable: {e}") from e
+
+
+def load(stem: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
+    """Load ``(state_dict, metadata)`` after checking the weights' sha256 against the metadata.
+
+    Loading uses ``torch.load(weights_only=True)``.
+    """
+    stem = Path(stem)
+    meta = read_metadata(stem)
+    pt = stem.with_suffix(".pt")
+    if not pt.exists():
+        raise CheckpointError(f"checkpoint weights {pt} not found (metadata exists: partial checkpoint)")
+    digest = sha256_file(pt)
+    if digest != meta.get("sha256"):
+        raise CheckpointError(
+            f"checkpoint {pt} fails its sha256 check (file {digest[:12]}..., metadata "
+            f"{str(meta.get('sha256'))[:12]}...): it is partial or was modified; delete it and retrain"
+        )
+    try:
+        state = torch.load(pt, map_location=map_location, weights_only=True)
+    except Exception as e:  # pragma: no cover - hash matched, so this is a torch incompatibility
+        raise CheckpointError(f"checkpoint {pt} could not be loaded: {e}") from e
+    return state, meta
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash of a JSON-able configuration."""
+    blob = json.dumps(config, sort_keys=True, default=_json_default).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _json_default(o):
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,132 @@
+"""Datasets as tensors: ``load(name, split) -> (x, y)`` with ``x`` in [0, 1], shape (N, C, H, W).
+
+Resolution order for every dataset: files already under ``root`` (torchvision's layout);
+for Fashion-MNIST, the files of Debian's ``dataset-fashion-mnist`` package (copied under
+``root``); torchvision's download only when the caller passes ``download=True``.
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+# name -> (torchvision class name, channels, side, classes)
+DATASETS = {
+    "fashion-mnist": ("FashionMNIST", 1, 28, 10),
+    "mnist": ("MNIST", 1, 28, 10),
+    "cifar10": ("CIFAR10", 3, 32, 10),
+    "cifar100": ("CIFAR100", 3, 32, 100),
+}
+SPLITS = ("train", "test")
+
+CLASS_NAMES = {
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    "mnist": [str(i) for i in range(10)],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer",
+                "dog", "frog", "horse", "ship", "truck"],
+}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The dataset is not on disk and downloading was not allowed."""
+
+
+def info(name: str) -> dict:
+    """Shape facts of a dataset: ``{"channels", "side", "num_classes"}``."""
+    _check_name(name)
+    _, c, s, k = DATASETS[name]
+    return {"channels": c, "side": s, "num_classes": k}
+
+
+def fetch_command(name: str) -> str:
+    """The exact shell command that puts ``name`` where :func:`load` finds it."""
+    if name == "fashion-mnist":
+        return "sudo apt-get install -y dataset-fashion-mnist   (or: python -m adasmooth data fetch fashion-mnist)"
+    return f"python -m adasmooth data fetch {name}   (needs internet)"
+
+
+def load(name: str, split: str = "test", root: str | Path | None = None, download: bool = False):
+    """Return ``(x, y)``: float32 images in [0, 1] of shape (N, C, H, W) and int64 labels.
+
+    ``root`` defaults to :func:`adasmooth.runtime.data_root` (``<project>/data``).
+    """
+    _check_name(name)
+    if root is None:
+        from .runtime import data_root
+        root = data_root()
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    root = Path(root)
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, DATASETS[name][0])
+    if name == "fashion-mnist":
+        _install_debian_fashion_mnist(root)
+    try:
+        ds = cls(str(root), train=(split == "train"), download=False)
+    except RuntimeError:
+        if not download:
+            raise DataNotFoundError(
+                f"dataset {name!r} ({split}) not found under {root.resolve()}; fetch it with: {fetch_command(name)}"
+            ) from None
+        log.info("downloading %s to %s", name, root)
+        ds = cls(str(root), train=(split == "train"), download=True)
+    data = ds.data
+    data = torch.as_tensor(np.asarray(data))
+    if data.ndim == 3:  # (N, H, W) grey
+        data = data.unsqueeze(1)
+    else:  # (N, H, W, C)
+        data = data.permute(0, 3, 1, 2)
+    x = data.contiguous().float().div_(255.0)
+    y = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+    return x, y
+
+
+def balanced_subset(y: torch.Tensor, per_class: int, seed: int = 0) -> torch.Tensor:
+    """Indices of a deterministic class-balanced subset: ``per_class`` items of every class.
+
+    The paper evaluates on 200 images per class.  Indices come back sorted.
+    """
+    y = torch.as_tensor(y)
+    if per_class <= 0:
+        raise ValueError(f"per_class must be positive, got {per_class}")
+    g = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        if len(idx) < per_class:
+            raise ValueError(f"per_class={per_class} exceeds the {len(idx)} items of class {c}")
+        chosen.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    return torch.sort(torch.cat(chosen)).values
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASETS:
+        raise ValueError(f"dataset name must be one of {sorted(DATASETS)}, got {name!r}")
+
+
+def _install_debian_fashion_mnist(root: Path) -> None:
+    """Copy Debian's gzipped Fashion-MNIST files, extracted, into torchvision's raw folder."""
+    raw = root / "FashionMNIST" / "raw"
+    files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    if all((raw / f).exists() for f in files) or not DEBIAN_FASHION_MNIST.is_dir():
+        return
+    if not all((DEBIAN_FASHION_MNIST / f"{f}.gz").exists() for f in files):
+        return
+    raw.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        tmp = raw / f".{f}.tmp"
+        with gzip.open(DEBIAN_FASHION_MNIST / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        tmp.replace(raw / f)
+    log.info("copied Debian's Fashion-MNIST into %s", raw)

@@ -1,0 +1,273 @@
+"""The model zoo: named recipes, trained on first use and cached as hash-checked checkpoints.
+
+``get(name)`` returns an eval-mode model.  A cached checkpoint is found by the recipe's config
+hash (recipe + overrides), so tiny test variants never collide with the real models.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from . import checkpoint, data, models
+from .attacks import pgd
+from .runtime import batches, get_device, data_root
+
+log = logging.getLogger(__name__)
+
+__version__ = "0.1.0"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A zoo entry: dataset, architecture, training config, and the metrics recorded after training."""
+
+    name: str
+    dataset: str
+    arch: str
+    train: dict
+    arch_kwargs: dict = field(default_factory=dict)
+    eval_n: int | None = None            # test images for metrics (None: the whole test set)
+    eval_attack_steps: int = 20
+    floors: dict = field(default_factory=dict)  # metric -> minimum, checked and recorded
+    description: str = ""
+
+    def config(self, overrides: dict | None = None) -> dict:
+        """The full configuration that identifies a checkpoint."""
+        tr = dict(self.train)
+        ov = dict(overrides or {})
+        eval_n = ov.pop("eval_n", self.eval_n)
+        tr.update(ov)
+        from .train import TrainConfig
+
+        return {"name": self.name, "dataset": self.dataset, "arch": self.arch, "arch_kwargs": self.arch_kwargs,
+                "train": TrainConfig(**tr).to_dict(), "eval_n": eval_n,
+                "eval_attack_steps": self.eval_attack_steps}
+
+
+_FM = dict(optimizer="adam", lr=2e-3, batch_size=128, schedule="onecycle")
+# ℓ2 radius for Fashion-MNIST: CIFAR-10's ℓ2 0.5 is 0.29x the ℓ2 length of its ℓ∞ 8/255 corner
+# (8/255·√3072 = 1.74); the same ratio on the ℓ∞ 0.1 corner of 28x28 (0.1·28 = 2.8) gives 0.8,
+# which we round up to 1.0 so that ℓ2-AT is clearly more robust than the standard model.
+FMNIST_L2_EPS = 1.0
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def _add(r: Recipe):
+    RECIPES[r.name] = r
+
+
+_add(Recipe("fmnist-standard", "fashion-mnist", "small_cnn", dict(_FM, recipe="standard", epochs=5),
+            floors={"clean": 0.90}, description="g: standard training"))
+_add(Recipe("fmnist-linf-at", "fashion-mnist", "small_cnn",
+            dict(_FM, recipe="pgd", epochs=4, eps=0.1, norm="linf", attack_steps=3, step_size=0.04),
+            floors={"clean": 0.82, "robust": 0.70}, description="h: ℓ∞ PGD-AT, ε = 0.1"))
+_add(Recipe("fmnist-l2-at", "fashion-mnist", "small_cnn",
+            dict(_FM, recipe="pgd", epochs=4, eps=FMNIST_L2_EPS, norm="l2", attack_steps=3, step_size=0.4),
+            description="h: ℓ2 PGD-AT, ε = 1.0"))
+_add(Recipe("fmnist-trades", "fashion-mnist", "small_cnn",
+            dict(_FM, recipe="trades", epochs=4, eps=0.1, norm="linf", attack_steps=3, step_size=0.04,
+                 trades_beta=6.0),
+            description="h: TRADES, ε = 0.1, β = 6"))
+for _s in (0.12, 0.25, 0.5, 1.0):
+    _add(Recipe(f"fmnist-gauss-{_s}", "fashion-mnist", "small_cnn",
+                dict(_FM, recipe="gaussian", epochs=3, sigma=_s),
+                description=f"randomized-smoothing base: Gaussian augmentation σ = {_s}"))
+
+DEFAULT_ZOO = [n for n in RECIPES]  # the embedded default: everything above
+
+_C10 = dict(optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_size=128, schedule="onecycle")
+_add(Recipe("cifar10-standard-rn18", "cifar10", "preact_resnet18", dict(_C10, recipe="standard", epochs=100),
+            arch_kwargs={"in_channels": 3}, eval_n=1000, description="Fig. 1 g"))
+_add(Recipe("cifar10-linf-at-rn18", "cifar10", "preact_resnet18",
+            dict(_C10, recipe="pgd", epochs=100, eps=8 / 255, attack_steps=10, step_size=2 / 255),
+            arch_kwargs={"in_channels": 3}, eval_n=1000, description="Fig. 1 h"))
+_add(Recipe("cifar10-l2-at-rn18", "cifar10", "preact_resnet18",
+            dict(_C10, recipe="pgd", epochs=100, eps=0.5, norm="l2", attack_steps=10, step_size=0.125),
+            arch_kwargs={"in_channels": 3}, eval_n=1000, description="Fig. SM2b h"))
+_add(Recipe("cifar10-convnext-t", "cifar10", "convnext_t",
+            dict(_C10, recipe="standard", epochs=60, optimizer="adam", lr=1e-3, weight_decay=0.0),
+            arch_kwargs={"in_channels": 3, "resize": 224}, eval_n=1000, description="Fig. SM2a g"))
+_add(Recipe("cifar10-trades-wrn34", "cifar10", "wrn34_10",
+            dict(_C10, recipe="trades", epochs=100, eps=8 / 255, attack_steps=10, step_size=2 / 255),
+            arch_kwargs={"in_channels": 3}, eval_n=1000, description="Fig. SM2a h"))
+for _s in (0.12, 0.25, 0.5, 1.0):
+    _add(Recipe(f"cifar10-gauss-{_s}-rn18", "cifar10", "preact_resnet18",
+                dict(_C10, recipe="gaussian", epochs=100, sigma=_s), arch_kwargs={"in_channels": 3},
+                eval_n=1000, description=f"Fig. SM1 RS base σ = {_s}"))
+
+
+def names(dataset: str | None = None) -> list[str]:
+    """Recipe names, optionally only those of ``dataset``."""
+    return [n for n, r in RECIPES.items() if dataset is None or r.dataset == dataset]
+
+
+def recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown zoo model {name!r}; known: {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def cache_dir(root: str | Path | None = None) -> Path:
+    return Path(root) if root is not None else Path(data_root()) / "zoo"
+
+
+def stem(name: str, overrides: dict | None = None, root: str | Path | None = None) -> Path:
+    """Checkpoint path (without suffix) of ``name`` with ``overrides``."""
+    cfg = recipe(name).config(overrides)
+    return cache_dir(root) / f"{name}-{checkpoint.config_hash(cfg)}"
+
+
+def build(name: str) -> models.Classifier:
+    """An untrained model of recipe ``name``."""
+    r = recipe(name)
+    info = data.info(r.dataset)
+    kw = {"num_classes": info["num_classes"], "in_channels": info["channels"], **r.arch_kwargs}
+    if r.arch == "small_cnn":
+        kw.setdefault("side", info["side"])
+    return models.build(r.arch, **kw)
+
+
+def is_cached(name: str, overrides: dict | None = None, root=None) -> bool:
+    s = stem(name, overrides, root)
+    return s.with_suffix(".json").exists() and s.with_suffix(".pt").exists()
+
+
+def metadata(name: str, overrides: dict | None = None, root=None) -> dict | None:
+    """The cached checkpoint's metadata, or ``None`` when not cached."""
+    try:
+        return checkpoint.read_metadata(stem(name, overrides, root))
+    except checkpoint.CheckpointError:
+        return None
+
+
+def get(name: str, *, train_if_missing: bool = True, overrides: dict | None = None, root=None,
+        device=None, progress: bool = False) -> models.Classifier:
+    """Return the eval-mode model ``name`` on ``device``, training and caching it on first use.
+
+    A corrupt or partial checkpoint raises ``CheckpointError`` (it is never used nor silently
+    replaced); a missing one raises ``CheckpointError`` unless ``train_if_missing``.
+    """
+    device = get_device(device)
+    s = stem(name, overrides, root)
+    if not s.with_suffix(".json").exists():
+        if not train_if_missing:
+            raise checkpoint.CheckpointError(
+                f"zoo model {name!r} is not cached at {s}.pt; train it with: python -m adasmooth zoo train {name}")
+        train_model(name, overrides=overrides, root=root, device=device, progress=progress)
+    state, meta = checkpoint.load(s, map_location="cpu")
+    if meta.get("config") != recipe(name).config(overrides):
+        raise checkpoint.CheckpointError(f"checkpoint {s} was made with another configuration")
+    model = build(name)
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+def train_model(name: str, *, overrides: dict | None = None, root=None, device=None,
+                progress: bool = False) -> dict:
+    """Train recipe ``name`` (resuming an interrupted run), evaluate it, cache it; return metadata."""
+    from .train import TrainConfig, fit
+
+    device = get_device(device)
+    r = recipe(name)
+    cfg = r.config(overrides)
+    tcfg = TrainConfig(**cfg["train"])
+    x, y = data.load(r.dataset, "train")
+    if tcfg.train_subset:
+        idx = data.balanced_subset(y, tcfg.train_subset // data.info(r.dataset)["num_classes"], seed=tcfg.seed)
+        x, y = x[idx], y[idx]
+    model = build(name)
+    s = stem(name, overrides, root)
+    state_path = s.parent / (s.name + ".train-state")
+    log.info("training %s on %s (%d images)", name, device, len(x))
+    hist = fit(model, x, y, tcfg, device=device, progress=progress, state_path=state_path)
+    t0 = time.perf_counter()
+    metrics = evaluate_recipe(model, r, cfg, device=device, progress=progress)
+    metrics["train_seconds"] = round(hist["seconds"], 1)
+    metrics["eval_seconds"] = round(time.perf_counter() - t0, 1)
+    metrics["final_loss"] = hist["loss"][-1]
+    floors_ok = {k: metrics.get(k, -1.0) >= v for k, v in r.floors.items()}
+    import torchvision
+
+    meta = {"name": name, "recipe": tcfg.recipe, "config": cfg, "config_hash": checkpoint.config_hash(cfg),
+            "seed": tcfg.seed, "metrics": metrics, "floors": r.floors, "floors_met": all(floors_ok.values()),
+            "versions": {"adasmooth": __version__, "torch": torch.__version__,
+                         "torchvision": torchvision.__version__, "python": platform.python_version()},
+            "device": str(device)}
+    model_cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    meta = checkpoint.save(s, model_cpu_state, meta)
+    for suffix in (".pt", ".json"):
+        state_path.with_suffix(suffix).unlink(missing_ok=True)
+    if not meta["floors_met"]:
+        log.warning("%s misses its quality floors %s: %s", name, r.floors, metrics)
+    return meta
+
+
+@torch.no_grad()
+def _accuracy(model, x, y, device, bs=1000, noise_sigma=0.0, seed=0):
+    correct = 0
+    g = torch.Generator(device=device).manual_seed(seed)
+    for sl in batches(len(x), bs):
+        xb = x[sl].to(device)
+        if noise_sigma:
+            xb = xb + noise_sigma * torch.randn(xb.shape, generator=g, device=device)
+        correct += (model(xb).argmax(1) == y[sl].to(device)).sum().item()
+    return correct / len(x)
+
+
+def evaluate_recipe(model, r: Recipe, cfg: dict, *, device=None, progress=False) -> dict:
+    """Metrics recorded in a checkpoint: clean accuracy; PGD accuracy (ε of the recipe, no restarts)
+    for adversarially trained models; accuracy under N(0, σ²) noise for Gaussian ones."""
+    device = get_device(device)
+    model.eval()
+    x, y = data.load(r.dataset, "test")
+    if cfg["eval_n"]:
+        idx = data.balanced_subset(y, cfg["eval_n"] // data.info(r.dataset)["num_classes"])
+        x, y = x[idx], y[idx]
+    tr = cfg["train"]
+    out = {"clean": _accuracy(model, x, y, device), "n_eval": len(x)}
+    if tr["recipe"] in ("pgd", "trades"):
+        steps = cfg["eval_attack_steps"]
+        hits = 0
+        for sl in batches(len(x), 500):
+            xb, yb = x[sl].to(device), y[sl].to(device)
+            adv = pgd(model, xb, yb, eps=tr["eps"], steps=steps, norm=tr["norm"], seed=0)
+            with torch.no_grad():
+                hits += (model(adv).argmax(1) == yb).sum().item()
+        out["robust"] = hits / len(x)
+        out["robust_attack"] = f"PGD-{steps} {tr['norm']} eps={tr['eps']:g}"
+    if tr["recipe"] == "gaussian":
+        out["noisy"] = _accuracy(model, x, y, device, noise_sigma=tr["sigma"])
+    return out
+
+
+def table(root=None, dataset: str | None = "fashion-mnist") -> list[dict]:
+    """One row per recipe: name, cached, and its recorded metrics."""
+    rows = []
+    for n in names(dataset):
+        meta = metadata(n, root=root)
+        row = {"name": n, "cached": meta is not None, "description": recipe(n).description}
+        if meta:
+            row.update({k: v for k, v in meta["metrics"].items()})
+            row["floors_met"] = meta["floors_met"]
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """A markdown table of :func:`table` rows."""
+    cols = ["name", "cached", "clean", "robust", "noisy", "train_seconds", "floors_met"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            cells.append(f"{100 * v:.2f} %" if c in ("clean", "robust", "noisy") and v != "" else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
