@@ -1,8 +1,11 @@
 """adasmooth: mixing an accurate classifier g with a robust classifier h (Bai et al., adaptive smoothing)."""
 import logging
 
+from .mixing import MixedClassifier
 from .zoo import __version__
+from .mixing_net import MixingNetwork
+from .adaptive import AdaptiveMixedClassifier
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__all__ = ["__version__"]
+__all__ = ["AdaptiveMixedClassifier", "MixingNetwork", "MixedClassifier", "__version__"]

@@ -9,12 +9,26 @@ import sys
 def _zoo_list(args) -> int:
     from . import zoo
 
-    print(zoo.format_table(zoo.table(root=args.cache, dataset=None if args.all_datasets else "fashion-mnist")))
+    print(zoo.format_table(zoo.table(root=args.cache, dataset=None if args.all_datasets else "fashion-mnist",
+                                     overrides=_overrides(args))))
     return 0
 
 
+def _overrides(args):
+    import json
+
+    if not args.overrides:
+        return None
+    ov = json.loads(args.overrides)
+    if not isinstance(ov, dict):
+        raise ValueError(f"--overrides must be a JSON object, got {args.overrides!r}")
+    return ov
+
+
 def _zoo_train(args) -> int:
-    from . import zoo
+    from . import checkpoint, zoo
+
+    ov = _overrides(args)
 
     todo = zoo.DEFAULT_ZOO if args.all else args.names
     if not todo:
@@ -23,16 +37,16 @@ def _zoo_train(args) -> int:
     for n in todo:
         zoo.recipe(n)  # fail early on unknown names
     for n in todo:
-        if zoo.is_cached(n, root=args.cache) and not args.force:
+        if zoo.is_cached(n, ov, root=args.cache) and not args.force:
             print(f"{n}: cached")
             continue
         if args.force:
-            s = zoo.stem(n, root=args.cache)
+            s = zoo.stem(n, ov, root=args.cache)
             for suf in (".pt", ".json"):
-                s.with_suffix(suf).unlink(missing_ok=True)
-        meta = zoo.train_model(n, root=args.cache, device=args.device, progress=args.progress)
+                checkpoint.path_for(s, suf).unlink(missing_ok=True)
+        meta = zoo.train_model(n, overrides=ov, root=args.cache, device=args.device, progress=args.progress)
         print(f"{n}: {meta['metrics']}")
-    print(zoo.format_table(zoo.table(root=args.cache)))
+    print(zoo.format_table(zoo.table(root=args.cache, overrides=ov)))
     return 0
 
 
@@ -60,12 +74,14 @@ def main(argv=None) -> int:
     zl = z.add_parser("list", help="list recipes, cached or not, with metrics")
     zl.add_argument("--cache", default=None, help="cache folder (default: <data>/zoo)")
     zl.add_argument("--all-datasets", action="store_true")
+    zl.add_argument("--overrides", default=None, help="JSON object of recipe overrides (tiny variants)")
     zl.set_defaults(func=_zoo_list)
     zt = z.add_parser("train", help="train and cache zoo models")
     zt.add_argument("names", nargs="*")
     zt.add_argument("--all", action="store_true", help="the whole embedded-default zoo")
     zt.add_argument("--force", action="store_true", help="retrain even if cached")
     zt.add_argument("--cache", default=None)
+    zt.add_argument("--overrides", default=None, help="JSON object of recipe overrides, e.g. '{\"epochs\": 1}'")
     zt.add_argument("--device", default=None)
     zt.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     zt.set_defaults(func=_zoo_train)

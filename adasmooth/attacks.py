@@ -1,13 +1,20 @@
-"""Projected gradient descent (Madry et al.) on any model that returns logits or log-probabilities.
+"""Attacks on any model that returns logits or log-probabilities.
 
-``pgd`` maximises a per-sample loss L(model(x'), y) over the ε-ball ``‖x' - x‖_p ≤ ε`` (p = ∞ or 2)
-intersected with the box [0, 1]:  x'_{t+1} = Π( x'_t + η · step_p(∇ L) ), with
-step_∞(g) = sign(g) and step_2(g) = g / ‖g‖_2.
+``pgd`` (Madry et al.) maximises a per-sample loss L(model(x'), y) over the ε-ball
+``‖x' - x‖_p ≤ ε`` (p = ∞ or 2) intersected with the box [0, 1]:
+x'_{t+1} = Π( x'_t + η · step_p(∇ L) ), with step_∞(g) = sign(g) and step_2(g) = g / ‖g‖_2.
+
+An *attack* below is any callable ``attack(model, x, y) -> x_adv`` (e.g.
+``functools.partial(pgd, eps=0.1, steps=20, loss="dlr")``).  ``pgd_targeted`` runs targeted
+PGD towards the top other classes (a PGD version of APGD-T), ``autoattack`` runs Croce & Hein's
+AutoAttack (the ``pyautoattack`` package), ``transfer`` crafts examples on another model (g or h
+alone) and ``worst_case`` keeps, per input, the first attack that fools the model: the reported
+robust accuracy is the per-input minimum over all of them.
 """
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,8 +55,23 @@ def attack_loss(name: str | Callable, z: torch.Tensor, y: torch.Tensor, targeted
         zs = z.sort(1, descending=True).values
         if not targeted:
             return -margin(z, y) / (zs[:, 0] - zs[:, 2] + 1e-12)
-        raise ValueError("targeted DLR needs the true label: use dlr_targeted_loss")
+        raise ValueError("loss='dlr' with targeted=True needs the true label as well as the target: "
+                         "use pgd_targeted (or a callable built on dlr_targeted_loss)")
     raise ValueError(f"loss must be one of {LOSSES} or a callable, got {name!r}")
+
+
+def dlr_targeted_loss(z: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Targeted DLR (Croce & Hein 2020), maximised: -(z_y - z_t) / (z_π1 - (z_π3 + z_π4)/2).
+
+    ``y`` the true labels, ``t`` the targets, z_π the sorted logits; invariant to shifting and
+    positively scaling z, so logits and log-probabilities give the same loss.  Needs 4+ classes.
+    """
+    if z.shape[1] < 4:
+        raise ValueError(f"targeted DLR needs at least 4 classes, got z with {z.shape[1]}")
+    zs = z.sort(1, descending=True).values
+    zy = z.gather(1, y[:, None]).squeeze(1)
+    zt = z.gather(1, t[:, None]).squeeze(1)
+    return -(zy - zt) / (zs[:, 0] - (zs[:, 2] + zs[:, 3]) / 2 + 1e-12)
 
 
 def _check(x, eps, norm, steps):
@@ -153,3 +175,137 @@ def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch
                 break
         out[sl] = best
     return out
+
+
+Attack = Callable[[Callable, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def predict(model: Callable, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """argmax_i model(x)_i, batched, without gradients."""
+    if len(x) == 0:
+        return torch.empty(0, dtype=torch.long, device=x.device)
+    return torch.cat([model(x[sl]).argmax(1) for sl in batches(len(x), batch_size or len(x))])
+
+
+def pgd_targeted(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps, steps: int, n_targets: int = 9,
+                 norm: str = "linf", step_size=None, random_start: bool = False, loss: str = "dlr",
+                 seed: int = 0, batch_size: int | None = None, progress: bool = False) -> torch.Tensor:
+    """Untargeted adversarial examples from targeted PGD towards each of the ``n_targets`` classes
+    ranked highest (after y) by ``model(x)``, a PGD version of APGD-T.
+
+    ``loss="dlr"`` maximises :func:`dlr_targeted_loss`, ``"ce"`` minus the CE to the target.  Per
+    input, the first target whose example fools the model wins (later targets only attack the
+    inputs still classified correctly; misclassified inputs come back unchanged); otherwise the
+    example with the lowest margin z_y - max_{i≠y} z_i.  ``y`` are the true labels.
+    """
+    if loss not in ("dlr", "ce"):
+        raise ValueError(f"loss must be 'dlr' or 'ce' for pgd_targeted, got {loss!r}")
+    _check(x, eps, norm, steps)
+    n = x.shape[0]
+    bs = batch_size or n
+    eps_t = _per_sample(eps, n, x).flatten()
+    step_t = None if step_size is None else _per_sample(step_size, n, x).flatten()
+    out = x.clone()
+    for sl in progress_bar(list(batches(n, bs)), progress=progress, desc="PGD-T", leave=False):
+        xb, yb = x[sl], y[sl]
+        with torch.no_grad():
+            z0 = model(xb)
+        k = z0.shape[1] - 1
+        if not 1 <= n_targets <= k:
+            raise ValueError(f"n_targets must be in [1, {k}] for {k + 1} classes, got {n_targets}")
+        ranked = z0.scatter(1, yb[:, None], float("-inf")).argsort(1, descending=True)
+        best, best_m = xb.clone(), margin(z0, yb)
+        done = best_m < 0
+        for r in range(n_targets):
+            todo = (~done).nonzero().flatten()
+            if len(todo) == 0:
+                break
+            xt, yt, t = xb[todo], yb[todo], ranked[todo, r]
+            fn = (lambda z, tt, yy=yt: dlr_targeted_loss(z, yy, tt)) if loss == "dlr" else "ce"
+            adv = pgd(model, xt, t, eps=eps_t[sl][todo], steps=steps, norm=norm,
+                      step_size=None if step_t is None else step_t[sl][todo],
+                      random_start=random_start, loss=fn, targeted=True, seed=seed + r)
+            with torch.no_grad():
+                m = margin(model(adv), yt)
+            better = (m < 0) | (m < best_m[todo])
+            best[todo[better]], best_m[todo[better]] = adv[better], m[better]
+            done[todo[m < 0]] = True
+        out[sl] = best
+    return out
+
+
+def autoattack(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str = "linf",
+               attacks: Sequence[str] = ("apgd-ce", "apgd-t"), n_iter: int = 100, n_restarts: int = 1,
+               n_target_classes: int = 9, seed: int = 0, batch_size: int = 250) -> torch.Tensor:
+    """AutoAttack (Croce & Hein 2020) through the ``pyautoattack`` package, default APGD-CE + APGD-T.
+
+    Runs on ``x``'s device; returns ``x_adv`` (inputs no attack fooled come back unchanged).
+    ``n_iter``/``n_restarts``/``n_target_classes`` are the APGD budgets (standard: 100/1/9).
+    Note that pyautoattack reseeds torch's global generator with ``seed``.
+    """
+    from pyautoattack import AutoAttack
+
+    names = {"linf": "Linf", "l2": "L2"}
+    if norm not in names:
+        raise ValueError(f"norm must be one of {tuple(names)}, got {norm!r}")
+    known = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
+    if not attacks or any(a not in known for a in attacks):
+        raise ValueError(f"attacks must be a non-empty list drawn from {known}, got {attacks!r}")
+    _check(x, eps, norm, n_iter)
+    aa = AutoAttack(model, attacks=list(attacks), device=x.device, eps=float(eps), norm=names[norm],
+                    seed=seed, version="custom")
+    aa.verbose = False
+    aa.apgd.n_iter, aa.apgd.n_restarts = n_iter, n_restarts
+    aa.apgd_targeted.n_iter, aa.apgd_targeted.n_restarts = n_iter, 1
+    with torch.no_grad():
+        k = model(x[:1]).shape[1]
+    aa.apgd_targeted.n_target_classes = min(n_target_classes, k - 1)
+    aa.fab.n_target_classes = min(aa.fab.n_target_classes, k - 1)
+    x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size)
+    return x_adv.detach()
+
+
+def transfer(source: Callable, attack: Attack) -> Attack:
+    """An attack crafted on ``source`` (e.g. g or h alone) and evaluated on whatever model is given."""
+    def transferred(model, x, y):
+        return attack(source, x, y)
+
+    transferred.source = source
+    return transferred
+
+
+class WorstCase(NamedTuple):
+    """Per-input worst case over several attacks (clean input included)."""
+
+    x_adv: torch.Tensor                 # per input: the first adversarial example that fooled the model
+    correct: torch.Tensor               # (N,) bool: correct on the clean input and under every attack
+    per_attack: dict                    # attack name -> (N,) bool correctness under that attack alone
+
+
+def worst_case(model: Callable, x: torch.Tensor, y: torch.Tensor, attacks: Mapping[str, Attack] | Sequence[Attack],
+               *, batch_size: int | None = None, progress: bool = False) -> WorstCase:
+    """Run every attack on (x, y) and keep the per-input minimum: an input counts as robust only when
+    the model is right on it and on every attack's example (the paper's min(transfer, direct))."""
+    if not isinstance(attacks, Mapping):
+        attacks = {f"attack{i}": a for i, a in enumerate(attacks)}
+    if not attacks:
+        raise ValueError("attacks must name at least one attack")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"y must have one label per input: x has {x.shape[0]}, y has {y.shape[0]}")
+    correct = predict(model, x, batch_size) == y
+    x_worst = x.clone()
+    fooled = ~correct
+    per = {}
+    for name, attack in progress_bar(list(attacks.items()), progress=progress, desc="attacks", leave=False):
+        adv = attack(model, x, y)
+        if adv.shape != x.shape:
+            raise ValueError(f"attack {name!r} returned shape {tuple(adv.shape)}, expected {tuple(x.shape)}")
+        ok = predict(model, adv, batch_size) == y
+        per[name] = ok
+        new = ~ok & ~fooled
+        x_worst[new] = adv[new]
+        fooled |= ~ok
+        log.info("%s: %.2f %% accuracy (worst case so far %.2f %%)", name, 100 * ok.float().mean().item(),
+                 100 * (~fooled).float().mean().item())
+    return WorstCase(x_worst, ~fooled, per)

@@ -30,6 +30,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -61,18 +64,25 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def path_for(stem: str | os.PathLike, suffix: str) -> Path:
+    """``stem`` + ``suffix`` (appended: ``Path.with_suffix`` would cut a stem such as
+    ``fmnist-gauss-0.12-<hash>`` at its dot and make different checkpoints collide)."""
+    stem = Path(stem)
+    return stem.parent / (stem.name + suffix)
+
+
 def save(stem: str | os.PathLike, state_dict: dict, metadata: dict) -> dict:
     """Save ``state_dict`` to ``stem.pt`` and ``metadata`` (+ ``sha256``) to ``stem.json``."""
     stem = Path(stem)
-    digest = atomic_torch_save(stem.with_suffix(".pt"), state_dict)
+    digest = atomic_torch_save(path_for(stem, ".pt"), state_dict)
     meta = dict(metadata, sha256=digest)
-    atomic_write_json(stem.with_suffix(".json"), meta)
+    atomic_write_json(path_for(stem, ".json"), meta)
     return meta
 
 
 def read_metadata(stem: str | os.PathLike) -> dict:
     """Return the metadata of a checkpoint; raise ``CheckpointError`` if it is absent or unreadable."""
-    meta_path = Path(stem).with_suffix(".json")
+    meta_path = path_for(stem, ".json")
     if not meta_path.exists():
         raise CheckpointError(f"checkpoint metadata {meta_path} not found")
     try:
@@ -88,7 +98,7 @@ def load(stem: str | os.PathLike, map_location: str | torch.device = "cpu") -> t
     """
     stem = Path(stem)
     meta = read_metadata(stem)
-    pt = stem.with_suffix(".pt")
+    pt = path_for(stem, ".pt")
     if not pt.exists():
         raise CheckpointError(f"checkpoint weights {pt} not found (metadata exists: partial checkpoint)")
     digest = sha256_file(pt)

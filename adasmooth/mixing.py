@@ -1,11 +1,13 @@
 """The mixed classifier h^α(x) = log((1-α)·softmax(g(x)) + α·softmax(h(x))).
 
 Computed as logsumexp([log(1-α) + log_softmax(g(x)), log(α) + log_softmax(h(x))]) so that
-extreme logits and α ∈ {0, 1} stay finite.
+extreme logits and α ∈ {0, 1} stay finite.  :class:`MixedClassifier` also covers the paper's
+ablation: mixing logits instead of probabilities, and an input-dependent weight R(x) = α_o·T(x).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 
@@ -34,3 +36,167 @@ def mix_log_probs(logp_g: torch.Tensor, logp_h: torch.Tensor, alpha) -> torch.Te
     term_h = torch.where(a > 0, la + logp_h, torch.full_like(logp_h, -float("inf")))
     # torch.logsumexp is finite (with finite gradients) when one of the two terms is -inf
     return torch.logsumexp(torch.stack([term_g, term_h]), 0)
+
+
+SPACES = ("prob", "logit")
+WEIGHTS = ("one", "grad_g", "grad_ratio")
+DUAL_NORMS = ("l1", "l2")
+_TINY = 1e-12  # floor on ‖∇‖_* so that log T stays finite where a softmax saturates
+
+
+def dual_norm_of(norm: str) -> str:
+    """The dual of an attack norm: ℓ1 for ℓ∞ attacks, ℓ2 for ℓ2 attacks."""
+    duals = {"linf": "l1", "l2": "l2"}
+    if norm not in duals:
+        raise ValueError(f"norm must be one of {tuple(duals)}, got {norm!r}")
+    return duals[norm]
+
+
+def _choice(value, allowed, name):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+class MixedClassifier(nn.Module):
+    """The mixed classifier h^α of g (accurate) and h (robust).
+
+    With R = α_o·T(x), α_o = α/(1-α), the output is
+
+    - ``space="prob"``:  log(g(x) + R·h(x)) - log(1 + R), g and h the softmax probabilities
+      (log-probabilities; for R = 1·α_o this is log((1-α)·g + α·h));
+    - ``space="logit"``: (z_g + R·z_h)/(1 + R), z_g and z_h the logits.
+
+    Both are the weighted mix with weight w = R/(1+R) = α·T/((1-α) + α·T) on h, so α = 0 gives g
+    and α = 1 (R = ∞) gives h exactly.  ``R`` picks T(x): ``"one"`` (T = 1), ``"grad_g"``
+    (T = ‖∇ₓ max_j g_j(x)‖_*) or ``"grad_ratio"`` (T = ‖∇ₓ max_j g_j(x)‖_* / ‖∇ₓ max_j h_j(x)‖_*),
+    the gradients taken after the softmax when ``space="prob"`` and kept in the autograd graph
+    (``create_graph``) so that attacks differentiate through R; ``dual_norm`` is ‖·‖_* ("l1" for
+    ℓ∞ attacks, "l2" for ℓ2 attacks; see :func:`dual_norm_of`).
+
+    ``alpha`` is a float or a per-sample tensor of shape (N,) (then every batch must have N
+    inputs); ``forward(x, alpha=...)`` overrides it for one call.
+    """
+
+    def __init__(self, g: nn.Module, h: nn.Module, alpha=0.5, space: str = "prob", R: str = "one",
+                 dual_norm: str = "l1"):
+        super().__init__()
+        self.space = _choice(space, SPACES, "space")
+        self.R = _choice(R, WEIGHTS, "R")
+        self.dual_norm = _choice(dual_norm, DUAL_NORMS, "dual_norm")
+        kg, kh = getattr(g, "num_classes", None), getattr(h, "num_classes", None)
+        if kg is not None and kh is not None and kg != kh:
+            raise ValueError(f"h must have as many classes as g: g has {kg}, h has {kh}")
+        cg, ch = getattr(g, "in_channels", None), getattr(h, "in_channels", None)
+        if cg is not None and ch is not None and cg != ch:
+            raise ValueError(f"h must take as many input channels as g: g takes {cg}, h takes {ch}")
+        self.g, self.h = g, h
+        self.alpha = alpha
+
+    @property
+    def alpha(self):
+        """The mixing weight α: a float or a per-sample (N,) tensor, checked to lie in [0, 1]."""
+        return self._alpha_value
+
+    @alpha.setter
+    def alpha(self, value):
+        self._alpha_value = check_alpha(value, "alpha")
+
+    @property
+    def num_classes(self):
+        return getattr(self.g, "num_classes", None)
+
+    @property
+    def in_channels(self):
+        return getattr(self.g, "in_channels", None)
+
+    def extra_repr(self) -> str:
+        a = self.alpha if not torch.is_tensor(self.alpha) else f"tensor{tuple(self.alpha.shape)}"
+        return f"alpha={a}, space={self.space!r}, R={self.R!r}, dual_norm={self.dual_norm!r}"
+
+    # ---- checks -------------------------------------------------------------------------------
+    def _check_x(self, x):
+        c = self.in_channels
+        if not torch.is_tensor(x) or x.ndim != 4 or (c is not None and x.shape[1] != c):
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"x must have shape (N, {c if c is not None else 'C'}, H, W), got {shape}")
+
+    def _alpha(self, alpha, n, ref):
+        """α as a python float (scalar case) or an (N,) tensor on ``ref``'s device."""
+        alpha = self.alpha if alpha is None else check_alpha(alpha, "alpha")
+        if not torch.is_tensor(alpha):
+            return float(alpha)
+        if alpha.ndim == 0:
+            return float(alpha)
+        if alpha.shape != (n,):
+            raise ValueError(f"alpha must be a float or a tensor of shape ({n},) for this batch, "
+                             f"got shape {tuple(alpha.shape)}")
+        return alpha.to(device=ref.device, dtype=ref.dtype)
+
+    def _logits(self, x):
+        z_g, z_h = self.g(x), self.h(x)
+        if z_g.shape != z_h.shape:
+            raise ValueError(f"h must return as many classes as g: g gives {tuple(z_g.shape)}, "
+                             f"h gives {tuple(z_h.shape)}")
+        return z_g, z_h
+
+    # ---- T(x) ---------------------------------------------------------------------------------
+    def _norm(self, v):
+        v = v.flatten(1)
+        if self.dual_norm == "l1":
+            return v.abs().sum(1)
+        return (v.square().sum(1) + _TINY**2).sqrt()  # smooth at 0 (finite double-backward)
+
+    def _score(self, z):
+        """max_j of the mixed quantity: softmax probabilities (prob space) or logits."""
+        return (F.softmax(z, 1) if self.space == "prob" else z).max(1).values
+
+    def _logits_and_log_T(self, x):
+        """(z_g, z_h, log T(x)); T's gradients are built with create_graph when grad is enabled."""
+        keep = torch.is_grad_enabled()
+        with torch.enable_grad():
+            xi = x if x.requires_grad else x.detach().requires_grad_(True)
+            z_g, z_h = self._logits(xi)
+            need_h = self.R == "grad_ratio"
+            (d_g,) = torch.autograd.grad(self._score(z_g).sum(), xi, create_graph=keep, retain_graph=True)
+            log_t = torch.log(self._norm(d_g) + _TINY)
+            if need_h:
+                (d_h,) = torch.autograd.grad(self._score(z_h).sum(), xi, create_graph=keep, retain_graph=True)
+                log_t = log_t - torch.log(self._norm(d_h) + _TINY)
+        if not keep:
+            z_g, z_h, log_t = z_g.detach(), z_h.detach(), log_t.detach()
+        return z_g, z_h, log_t
+
+    def log_T(self, x: torch.Tensor) -> torch.Tensor:
+        """log T(x) per sample (zeros for ``R="one"``)."""
+        self._check_x(x)
+        if self.R == "one":
+            return torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        return self._logits_and_log_T(x)[2]
+
+    # ---- forward ------------------------------------------------------------------------------
+    def _mix(self, z_g, z_h, w):
+        if self.space == "prob":
+            return mix_log_probs(F.log_softmax(z_g, 1), F.log_softmax(z_h, 1), w)
+        w = w[:, None] if torch.is_tensor(w) else w
+        return (1 - w) * z_g + w * z_h
+
+    def _end(self, model, x):
+        z = model(x)
+        return F.log_softmax(z, 1) if self.space == "prob" else z
+
+    def forward(self, x: torch.Tensor, alpha=None) -> torch.Tensor:
+        self._check_x(x)
+        a = self._alpha(alpha, x.shape[0], x)
+        if not torch.is_tensor(a) and a in (0.0, 1.0):  # the ends: exactly g or h, one model's cost
+            return self._end(self.g if a == 0.0 else self.h, x)
+        if self.R == "one":
+            z_g, z_h = self._logits(x)
+            return self._mix(z_g, z_h, a)
+        z_g, z_h, log_t = self._logits_and_log_T(x)
+        a_t = torch.as_tensor(a, dtype=log_t.dtype, device=log_t.device).expand_as(log_t)
+        # w = R/(1+R) = σ(logit α + log T); α = 0 -> 0 and α = 1 -> 1 exactly, whatever T is
+        inner = torch.where((a_t > 0) & (a_t < 1), a_t, torch.full_like(a_t, 0.5))
+        w = torch.sigmoid(torch.log(inner) - torch.log1p(-inner) + log_t)
+        w = torch.where(a_t <= 0, torch.zeros_like(w), torch.where(a_t >= 1, torch.ones_like(w), w))
+        return self._mix(z_g, z_h, w)

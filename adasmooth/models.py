@@ -164,8 +164,15 @@ ARCHITECTURES: dict[str, Callable[..., Classifier]] = {
 }
 
 
-def build(arch: str, **kwargs) -> Classifier:
-    """Instantiate architecture ``arch`` (a key of ``ARCHITECTURES``) with ``kwargs``."""
+def build(arch: str, seed: int | None = None, **kwargs) -> Classifier:
+    """Instantiate architecture ``arch`` (a key of ``ARCHITECTURES``) with ``kwargs``.
+
+    With ``seed``, the initial weights come from that seed (the global RNG is left untouched).
+    """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
-    return ARCHITECTURES[arch](**kwargs)
+    if seed is None:
+        return ARCHITECTURES[arch](**kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ARCHITECTURES[arch](**kwargs)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .attacks import pgd
 from .runtime import generator, get_device, progress_bar, seed_everything
 
@@ -76,7 +76,8 @@ def _optimizer(model, cfg: TrainConfig, steps_per_epoch: int):
                               nesterov=True)
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.25)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                    pct_start=max(0.25, 2.0 / total))
     elif cfg.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     else:
@@ -92,24 +93,29 @@ def _kl_to(p_clean):
 
 
 def batch_loss(model, xb, yb, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
-    """The recipe's training loss on one batch (adversarial examples made in eval mode)."""
+    """The recipe's training loss on one batch (adversarial examples made in eval mode).
+
+    ``model`` may be wrapped in DistributedDataParallel: attacks and no-grad passes then use the
+    module inside, and only the passes of the training loss go through the wrapper.
+    """
     if cfg.recipe == "standard":
         return F.cross_entropy(model(xb), yb)
     if cfg.recipe == "gaussian":
         noise = torch.randn(xb.shape, generator=g, device=xb.device, dtype=xb.dtype) * cfg.sigma
         return F.cross_entropy(model(xb + noise), yb)
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g, device=xb.device).item())
+    base = distributed.unwrap(model)
     model.eval()
     if cfg.recipe == "pgd":
-        adv = pgd(model, xb, yb, eps=cfg.eps, steps=cfg.attack_steps, norm=cfg.norm,
+        adv = pgd(base, xb, yb, eps=cfg.eps, steps=cfg.attack_steps, norm=cfg.norm,
                   step_size=cfg.step_size, seed=seed)
         model.train()
         return F.cross_entropy(model(adv), yb)
     # TRADES: start near x (0.001·N(0,1)), maximise KL to the clean prediction
     with torch.no_grad():
-        p_clean = F.softmax(model(xb), 1)
+        p_clean = F.softmax(base(xb), 1)
     start = torch.clamp(xb + 0.001 * torch.randn(xb.shape, generator=g, device=xb.device), 0, 1)
-    adv = pgd(model, start, yb, eps=cfg.eps, steps=cfg.attack_steps, norm=cfg.norm,
+    adv = pgd(base, start, yb, eps=cfg.eps, steps=cfg.attack_steps, norm=cfg.norm,
               step_size=cfg.step_size, random_start=False, loss=_kl_to(p_clean), seed=seed)
     adv = torch.max(torch.min(adv, xb + cfg.eps), xb - cfg.eps).clamp(0, 1) if cfg.norm == "linf" else adv
     model.train()
@@ -124,6 +130,11 @@ def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConf
 
     When ``state_path`` is given, the training state (weights, optimiser, scheduler, finished
     epochs, losses) is written there atomically after each epoch and a later call resumes from it.
+
+    Under torchrun (a process group of W > 1 ranks, see ``adasmooth.distributed``) the model is
+    wrapped in DistributedDataParallel, ``cfg.batch_size`` is the global batch of which each rank
+    takes every W-th item, rank r draws its noise and attack seeds from seed + r·2³², and only
+    rank 0 writes the training state.  A single process is unchanged by this.
     """
     device = get_device(device)
     seed_everything(cfg.seed)
@@ -132,7 +143,7 @@ def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConf
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     opt, sched = _optimizer(model, cfg, steps_per_epoch)
     start_epoch, losses, seconds = 0, [], 0.0
-    if state_path is not None and Path(state_path).with_suffix(".json").exists():
+    if state_path is not None and checkpoint.path_for(state_path, ".json").exists():
         try:
             state, meta = checkpoint.load(state_path, map_location=device)
             if meta.get("config") == cfg.to_dict():
@@ -144,9 +155,11 @@ def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConf
         except checkpoint.CheckpointError as e:
             log.warning("ignoring unusable training state: %s", e)
     use_amp = cfg.amp and device.type == "cuda"
+    world = distributed.world_size()
+    net = distributed.wrap(model)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        g = generator(cfg.seed * 100_003 + epoch, device)
+        g = generator(distributed.rank_seed(cfg.seed * 100_003 + epoch), device)
         perm = torch.randperm(n, generator=generator(cfg.seed * 100_003 + epoch)).to(x.device)
         model.train()
         total, count = 0.0, 0
@@ -154,21 +167,27 @@ def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConf
                            desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}", leave=False)
         for i in bar:
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            weight = 1.0
+            if world > 1:
+                idx, weight = distributed.local_part(idx)
             xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                loss = batch_loss(model, xb, yb, cfg, g)
+                loss = batch_loss(net, xb, yb, cfg, g)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight).backward()
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
             count += len(idx)
             if progress:
                 bar.set_postfix(loss=f"{total / count:.4f}")
+        if world > 1:
+            total, count = distributed.all_reduce_sum(total, count)
+            distributed.sync_buffers(model)  # every rank ends the epoch with rank 0's BN statistics
         losses.append(total / count)
         seconds += time.perf_counter() - t0
         log.info("%s epoch %d/%d loss %.4f (%.1fs)", cfg.recipe, epoch + 1, cfg.epochs, losses[-1], seconds)
-        if state_path is not None:
+        if state_path is not None and distributed.is_main():
             checkpoint.save(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                          "scheduler": sched.state_dict()},
                             {"config": cfg.to_dict(), "epoch": epoch + 1, "loss": losses, "seconds": seconds})

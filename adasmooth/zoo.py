@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, data, models
+from . import checkpoint, data, distributed, models
 from .attacks import pgd
 from .runtime import batches, get_device, data_root
 
@@ -124,19 +124,19 @@ def stem(name: str, overrides: dict | None = None, root: str | Path | None = Non
     return cache_dir(root) / f"{name}-{checkpoint.config_hash(cfg)}"
 
 
-def build(name: str) -> models.Classifier:
-    """An untrained model of recipe ``name``."""
+def build(name: str, seed: int | None = None) -> models.Classifier:
+    """An untrained model of recipe ``name`` (initialised from ``seed`` when given)."""
     r = recipe(name)
     info = data.info(r.dataset)
     kw = {"num_classes": info["num_classes"], "in_channels": info["channels"], **r.arch_kwargs}
     if r.arch == "small_cnn":
         kw.setdefault("side", info["side"])
-    return models.build(r.arch, **kw)
+    return models.build(r.arch, seed=seed, **kw)
 
 
 def is_cached(name: str, overrides: dict | None = None, root=None) -> bool:
     s = stem(name, overrides, root)
-    return s.with_suffix(".json").exists() and s.with_suffix(".pt").exists()
+    return checkpoint.path_for(s, ".json").exists() and checkpoint.path_for(s, ".pt").exists()
 
 
 def metadata(name: str, overrides: dict | None = None, root=None) -> dict | None:
@@ -156,7 +156,7 @@ def get(name: str, *, train_if_missing: bool = True, overrides: dict | None = No
     """
     device = get_device(device)
     s = stem(name, overrides, root)
-    if not s.with_suffix(".json").exists():
+    if not checkpoint.path_for(s, ".json").exists():
         if not train_if_missing:
             raise checkpoint.CheckpointError(
                 f"zoo model {name!r} is not cached at {s}.pt; train it with: python -m adasmooth zoo train {name}")
@@ -182,11 +182,14 @@ def train_model(name: str, *, overrides: dict | None = None, root=None, device=N
     if tcfg.train_subset:
         idx = data.balanced_subset(y, tcfg.train_subset // data.info(r.dataset)["num_classes"], seed=tcfg.seed)
         x, y = x[idx], y[idx]
-    model = build(name)
+    model = build(name, seed=tcfg.seed)
     s = stem(name, overrides, root)
     state_path = s.parent / (s.name + ".train-state")
     log.info("training %s on %s (%d images)", name, device, len(x))
     hist = fit(model, x, y, tcfg, device=device, progress=progress, state_path=state_path)
+    if not distributed.is_main():  # under torchrun only rank 0 evaluates and writes the checkpoint
+        distributed.barrier()
+        return checkpoint.read_metadata(s)
     t0 = time.perf_counter()
     metrics = evaluate_recipe(model, r, cfg, device=device, progress=progress)
     metrics["train_seconds"] = round(hist["seconds"], 1)
@@ -203,9 +206,10 @@ def train_model(name: str, *, overrides: dict | None = None, root=None, device=N
     model_cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     meta = checkpoint.save(s, model_cpu_state, meta)
     for suffix in (".pt", ".json"):
-        state_path.with_suffix(suffix).unlink(missing_ok=True)
+        checkpoint.path_for(state_path, suffix).unlink(missing_ok=True)
     if not meta["floors_met"]:
         log.warning("%s misses its quality floors %s: %s", name, r.floors, metrics)
+    distributed.barrier()
     return meta
 
 
@@ -247,11 +251,11 @@ def evaluate_recipe(model, r: Recipe, cfg: dict, *, device=None, progress=False)
     return out
 
 
-def table(root=None, dataset: str | None = "fashion-mnist") -> list[dict]:
+def table(root=None, dataset: str | None = "fashion-mnist", overrides: dict | None = None) -> list[dict]:
     """One row per recipe: name, cached, and its recorded metrics."""
     rows = []
     for n in names(dataset):
-        meta = metadata(n, root=root)
+        meta = metadata(n, overrides, root=root)
         row = {"name": n, "cached": meta is not None, "description": recipe(n).description}
         if meta:
             row.update({k: v for k, v in meta["metrics"].items()})

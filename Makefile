@@ -1,0 +1,37 @@
+# The two commands of the README: `make reproduce` (main job) and `make test` (test suite).
+# Both create the virtual environment and fetch the offline dataset when missing, and reuse them when present.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.adasmooth-installed
+FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+PROFILE ?= default
+
+.PHONY: reproduce test setup data browser
+
+reproduce: setup
+	$(PY) -m adasmooth reproduce --profile $(PROFILE)
+
+test: setup browser
+	$(PY) -m pytest -q
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[notebooks,dev,crosscheck]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (adasmooth)"
+	touch $(STAMP)
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist package (needs root and apt; otherwise see README)
+data:
+	@if [ ! -f $(FMNIST) ] && [ ! -f data/FashionMNIST/raw/t10k-images-idx3-ubyte ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	  else echo "Fashion-MNIST missing: run 'sudo apt-get install -y dataset-fashion-mnist'" >&2; exit 1; fi; fi
+
+# Debian's Chromium for the one real-browser test (skipped, with its reason, where it cannot be installed)
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || true; fi

@@ -1,0 +1,237 @@
+"""Clean and attacked accuracy, and the accuracy-robustness trade-off curve of h^α over α.
+
+The attacked ("robust") accuracy is a per-input worst case: an input counts only when the model is
+right on it and on the example of every attack (CE-PGD, DLR-PGD and targeted DLR-PGD on the mix
+itself, and PGD examples crafted on g alone and on h alone, transferred to the mix; the paper plots
+min(transfer, direct)).  CE-PGD alone overestimates the robustness of a mixture; on a tiny mix the
+set without the targeted attack read 3 points above AutoAttack (APGD-CE + APGD-T), with it equal.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from functools import partial
+from pathlib import Path
+from typing import Callable, Mapping, NamedTuple, Sequence
+
+import torch
+
+from . import checkpoint
+from .attacks import NORMS, autoattack, pgd, pgd_targeted, predict, worst_case
+from .mixing import MixedClassifier, check_alpha, dual_norm_of
+from .runtime import batches, get_device, progress_bar
+
+log = logging.getLogger(__name__)
+
+# mixing options of the paper's ablation (Fig. 1 / SM2): name -> (space, R)
+OPTIONS = {
+    "prob": ("prob", "one"),                    # "1, SoftMax" (the winner)
+    "logit": ("logit", "one"),                  # "1, No SoftMax"
+    "prob_grad_g": ("prob", "grad_g"),
+    "prob_grad_ratio": ("prob", "grad_ratio"),
+    "logit_grad_g": ("logit", "grad_g"),
+    "logit_grad_ratio": ("logit", "grad_ratio"),
+}
+# attacks tradeoff_curve knows by name; the default set is what the reported robust accuracy uses
+ATTACKS = ("pgd_ce", "pgd_dlr", "pgd_cw", "pgd_t", "transfer_g", "transfer_h")
+DEFAULT_ATTACKS = ("pgd_ce", "pgd_dlr", "pgd_t", "transfer_g", "transfer_h")
+
+
+def _device(model, device):
+    if device is not None:
+        return get_device(device)
+    p = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
+    return p.device if p is not None else get_device(None)
+
+
+def _fraction(mask: torch.Tensor) -> float:
+    return mask.sum().item() / max(mask.numel(), 1)
+
+
+def _check_xy(x, y):
+    if not torch.is_tensor(x) or x.ndim < 2:
+        raise ValueError(f"x must be a batch of inputs (N, ...), got {getattr(x, 'shape', type(x).__name__)}")
+    if not torch.is_tensor(y) or y.shape != (x.shape[0],):
+        raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(getattr(y, 'shape', ()))}")
+
+
+def accuracy(model: Callable, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000, device=None) -> float:
+    """Fraction of inputs with argmax model(x) = y (batched, no gradients, on the model's device)."""
+    _check_xy(x, y)
+    dev = _device(model, device)
+    hits = 0
+    for sl in batches(len(x), batch_size):
+        hits += (predict(model, x[sl].to(dev)) == y[sl].to(dev)).sum().item()
+    return hits / len(x)
+
+
+class Robust(NamedTuple):
+    accuracy: float           # fraction correct on the clean input and under every attack
+    correct: torch.Tensor     # (N,) bool, on the CPU
+    per_attack: dict          # attack name -> accuracy under that attack alone
+    per_attack_correct: dict  # attack name -> (N,) bool correctness under that attack alone
+
+
+def robust_accuracy(model: Callable, x: torch.Tensor, y: torch.Tensor,
+                    attacks: Mapping[str, Callable | torch.Tensor], *, batch_size: int | None = None,
+                    device=None, progress: bool = False) -> Robust:
+    """Per-input worst case over ``attacks`` (each ``attack(model, x, y) -> x_adv``, or a tensor of
+    examples precomputed for these x), run on chunks of ``batch_size`` inputs."""
+    _check_xy(x, y)
+    if not isinstance(attacks, Mapping) or not attacks:
+        raise ValueError("attacks must be a non-empty mapping name -> attack")
+    for k, a in attacks.items():
+        if torch.is_tensor(a) and a.shape != x.shape:
+            raise ValueError(f"attacks[{k!r}] holds examples of shape {tuple(a.shape)}, expected {tuple(x.shape)}")
+    dev = _device(model, device)
+    n = len(x)
+    correct = torch.zeros(n, dtype=torch.bool)
+    per = {k: torch.zeros(n, dtype=torch.bool) for k in attacks}
+    for sl in progress_bar(list(batches(n, batch_size or n)), progress=progress, desc="robust", leave=False):
+        chunk = {k: (lambda m, xx, yy, a=a[sl].to(dev): a) if torch.is_tensor(a) else a for k, a in attacks.items()}
+        wc = worst_case(model, x[sl].to(dev), y[sl].to(dev), chunk)
+        correct[sl] = wc.correct.cpu()
+        for k in attacks:
+            per[k][sl] = wc.per_attack[k].cpu()
+    return Robust(_fraction(correct), correct, {k: _fraction(v) for k, v in per.items()}, per)
+
+
+def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[float], options: Sequence[str],
+                   x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int = 20, norm: str = "linf",
+                   step_size: float | None = None, random_start: bool = False,
+                   attacks: Sequence[str] = DEFAULT_ATTACKS, extra_attacks: Mapping[str, Callable] | None = None,
+                   reference: Mapping[str, Callable] | None = None, n_targets: int = 3,
+                   subsets: Mapping[str, Sequence[str]] | None = None, batch_size: int = 500, device=None,
+                   seed: int = 0, progress: bool = False) -> list[dict]:
+    """Clean and attacked accuracy of h^α for every α in ``alphas`` and every mixing option.
+
+    Each row: ``option, space, R, alpha, n, clean, attacked`` and the accuracy under each attack
+    alone.  ``attacked`` is the per-input worst case over ``attacks`` (names from ``ATTACKS``: PGD
+    with CE / DLR / CW loss, targeted DLR-PGD towards ``n_targets`` classes, and CE-PGD crafted on g
+    or h alone and transferred; all ``steps`` steps, ε = ``eps``) and ``extra_attacks``.
+    ``reference`` attacks (e.g. AutoAttack) are reported in their own columns and in
+    ``attacked_all`` (worst case including them) but not in ``attacked``.  ``subsets`` adds columns
+    ``name: worst case over those attacks only`` (e.g. ``{"attacked_base": ("pgd_ce", "pgd_dlr")}``).
+    The models are used in their current mode (zoo models are in eval mode).
+    """
+    _check_xy(x, y)
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if not alphas:
+        raise ValueError("alphas must hold at least one α in [0, 1]")
+    for a in alphas:
+        check_alpha(a, "alphas")
+    options = [options] if isinstance(options, str) else list(options)
+    if not options or any(not isinstance(o, str) or o not in OPTIONS for o in options):
+        raise ValueError(f"options must name one or more of {tuple(OPTIONS)}, got {options!r}")
+    bad = [a for a in attacks if a not in ATTACKS]
+    if bad:
+        raise ValueError(f"attacks must be drawn from {ATTACKS}, got {bad}")
+    names = [*attacks, *(extra_attacks or {})]
+    subsets = dict(subsets or {})
+    for sname, members in subsets.items():
+        if not members or any(m not in names for m in members):
+            raise ValueError(f"subsets[{sname!r}] must name attacks among {names}, got {members!r}")
+    dev = _device(g, device)
+    x, y = x.to(dev), y.to(dev)
+    common = dict(eps=eps, steps=steps, norm=norm, step_size=step_size, random_start=random_start, seed=seed,
+                  batch_size=batch_size)
+    direct = {"pgd_ce": partial(pgd, loss="ce", **common), "pgd_dlr": partial(pgd, loss="dlr", **common),
+              "pgd_cw": partial(pgd, loss="cw", **common),
+              "pgd_t": partial(pgd_targeted, n_targets=n_targets, loss="dlr", **common)}
+    chosen: dict[str, Callable | torch.Tensor] = {}
+    for name in attacks:
+        if name.startswith("transfer_"):   # crafted once on g or h alone, reused for every mix
+            t0 = time.perf_counter()
+            chosen[name] = pgd(g if name == "transfer_g" else h, x, y, loss="ce", **common)
+            log.info("%s crafted in %.1f s", name, time.perf_counter() - t0)
+        else:
+            chosen[name] = direct[name]
+    chosen.update(extra_attacks or {})
+    reference = dict(reference or {})
+    rows = []
+    grid = [(o, float(a)) for o in options for a in alphas]
+    for oname, a in progress_bar(grid, progress=progress, desc="trade-off"):
+        space, R = OPTIONS[oname]
+        t0 = time.perf_counter()
+        mix = MixedClassifier(g, h, a, space=space, R=R, dual_norm=dual_norm_of(norm))
+        clean_ok = torch.cat([predict(mix, x[sl]) == y[sl] for sl in batches(len(x), batch_size)]).cpu()
+        rob = robust_accuracy(mix, x, y, chosen, batch_size=batch_size, device=dev)
+        row = {"option": oname, "space": space, "R": R, "alpha": a, "n": len(x),
+               "clean": _fraction(clean_ok), "attacked": rob.accuracy, **rob.per_attack}
+        for sname, members in subsets.items():
+            ok = torch.stack([clean_ok, *(rob.per_attack_correct[m] for m in members)]).all(0)
+            row[sname] = _fraction(ok)
+        if reference:
+            ref = robust_accuracy(mix, x, y, reference, batch_size=batch_size, device=dev)
+            row.update(ref.per_attack)
+            row["attacked_all"] = _fraction(rob.correct & ref.correct)
+        row["seconds"] = round(time.perf_counter() - t0, 2)
+        log.info("%s α=%.3g: clean %.2f %%, attacked %.2f %%", oname, a, 100 * row["clean"], 100 * row["attacked"])
+        rows.append(row)
+    return rows
+
+
+def autoattack_reference(*, eps: float, norm: str = "linf", attacks=("apgd-ce", "apgd-t"), seed: int = 0,
+                         **kw) -> Callable:
+    """An attack callable running :func:`adasmooth.attacks.autoattack` (for ``tradeoff_curve(reference=...)``)."""
+    return partial(autoattack, eps=eps, norm=norm, attacks=tuple(attacks), seed=seed, **kw)
+
+
+def save_curve(rows: list[dict], path: str | Path, meta: dict | None = None) -> tuple[Path, Path]:
+    """Write ``rows`` to ``<path>.json`` (with ``meta``) and ``<path>.csv``, atomically; return both paths."""
+    if not rows:
+        raise ValueError("rows must hold at least one row")
+    stem = Path(path)
+    stem = stem.with_suffix("") if stem.suffix in (".json", ".csv") else stem
+    jpath, cpath = stem.parent / (stem.name + ".json"), stem.parent / (stem.name + ".csv")
+    checkpoint.atomic_write_json(jpath, {"rows": rows, "meta": meta or {}})
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    checkpoint.atomic_write_bytes(cpath, buf.getvalue().encode())
+    return jpath, cpath
+
+
+def load_curve(path: str | Path) -> list[dict]:
+    """The rows saved by :func:`save_curve` (from the JSON file)."""
+    p = Path(path)
+    p = p if p.suffix == ".json" else p.parent / (p.with_suffix("").name + ".json")
+    return json.loads(p.read_text())["rows"]
+
+
+LABELS = {"prob": "R = 1, SoftMax", "logit": "R = 1, no SoftMax",
+          "prob_grad_g": "R = α_o‖∇g‖*, SoftMax", "prob_grad_ratio": "R = α_o‖∇g‖*/‖∇h‖*, SoftMax",
+          "logit_grad_g": "R = α_o‖∇g‖*, no SoftMax", "logit_grad_ratio": "R = α_o‖∇g‖*/‖∇h‖*, no SoftMax"}
+
+
+def plot_tradeoff(rows: list[dict], ax=None, *, y_key: str = "attacked", annotate: bool = True,
+                  title: str | None = None):
+    """Draw attacked accuracy (``y_key``) against clean accuracy, one line per option, points in α order;
+    return the matplotlib Figure (a new one unless ``ax`` is given)."""
+    if not rows:
+        raise ValueError("rows must hold at least one row")
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(5.5, 4.2), layout="constrained")
+        ax = fig.subplots()
+    for opt in dict.fromkeys(r["option"] for r in rows):
+        rs = sorted((r for r in rows if r["option"] == opt), key=lambda r: r["alpha"])
+        cx, cy = [100 * r["clean"] for r in rs], [100 * r[y_key] for r in rs]
+        ax.plot(cx, cy, marker="o", label=LABELS.get(opt, opt))
+        if annotate:
+            for r, u, v in zip(rs, cx, cy):
+                ax.annotate(f"{r['alpha']:g}", (u, v), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel(f"{'attacked' if y_key == 'attacked' else y_key} accuracy (%)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax.figure

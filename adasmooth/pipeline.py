@@ -1,0 +1,373 @@
+"""One-command reproduction: run the numbered notebooks through papermill with a profile's parameters.
+
+``python -m adasmooth reproduce --profile smoke|default|paper [--only 02,04] [--force]`` does, in order:
+
+1. validate every selected notebook's parameters against the ones its ``parameters`` cell declares
+   (``papermill.inspect_notebook``): an unknown name or an ill-typed value is an error before any
+   kernel starts (papermill itself only warns);
+2. train the zoo models the profile names that are not cached yet (timed, outside the kernels);
+3. run each notebook (``papermill.execute_notebook``, cwd = the notebooks folder), unless its results are
+   current: same parameters, same notebook code, same input files (the sha256 of every zoo checkpoint or
+   model module it recorded).  Executed copies and results JSON go to ``results/<profile>/``; a failed
+   notebook leaves its executed copy there for inspection;
+4. write ``results/<profile>/summary.md`` with every table, figure and timing.
+
+Parameter types come from the ``# type: ...`` comment of each parameter line (``int``, ``float``, ``str``,
+``bool``, ``list``, ``dict``, ``None``, ``model`` = zoo name or ``package.module:factory``, ``models`` =
+list of those; alternatives joined by ``|``), else from the type of the literal default.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import checkpoint, profiles, resolve, results, zoo
+
+log = logging.getLogger(__name__)
+
+PROJECT = Path(__file__).resolve().parent.parent
+KERNEL = "python3"
+
+
+@dataclass
+class Outcome:
+    """What happened to one notebook: ``status`` is ``"ran"``, ``"current"`` (skipped) or ``"failed"``."""
+
+    name: str
+    status: str
+    seconds: float
+    executed: Path
+    results: Path
+    error: str = ""
+    doc: dict = field(default_factory=dict, repr=False)
+
+
+# ---------------------------------------------------------------- notebooks and their parameters
+
+def notebook_dir() -> Path:
+    """The folder of the numbered notebooks (a source checkout's ``notebooks/``)."""
+    d = PROJECT / "notebooks"
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d} not found: `reproduce` runs from a source checkout of adasmooth")
+    return d
+
+
+def discover(nb_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The numbered notebooks ``NN_name.ipynb`` of ``nb_dir``, in order."""
+    return sorted(Path(nb_dir or notebook_dir()).glob("[0-9][0-9]_*.ipynb"))
+
+
+def select(paths: list[Path], only: str | list | None) -> list[Path]:
+    """Keep the notebooks whose number (``"02"``) or stem is listed in ``only`` (comma-separated)."""
+    if not only:
+        return list(paths)
+    wanted = [w.strip() for w in (only.split(",") if isinstance(only, str) else only) if w.strip()]
+    keys = {p.stem: p for p in paths} | {p.stem[:2]: p for p in paths}
+    unknown = [w for w in wanted if w not in keys and w.zfill(2) not in keys]
+    if unknown:
+        raise ValueError(f"--only: unknown notebook(s) {unknown}; known: {', '.join(p.stem for p in paths)}")
+    chosen = {keys.get(w, keys.get(w.zfill(2))) for w in wanted}
+    return [p for p in paths if p in chosen]
+
+
+def declared_parameters(src: str | os.PathLike) -> dict[str, dict]:
+    """``{name: {"types": [...], "default": value}}`` from the notebook's ``parameters`` cell."""
+    import papermill
+
+    decl = papermill.inspect_notebook(str(src))
+    if not decl:
+        raise ValueError(f"{src} has no cell tagged 'parameters'")
+    missed = sorted(_assigned_names(src) - set(decl))
+    if missed:  # papermill skips lines it cannot parse (e.g. a second '=' in the help comment)
+        raise ValueError(f"{src}: papermill cannot parse the parameter line(s) of {missed}")
+    out = {}
+    for name, p in decl.items():
+        try:
+            default = ast.literal_eval(p["default"])
+        except (ValueError, SyntaxError):
+            default = p["default"]
+        t = p["inferred_type_name"]
+        types = t.split("|") if t and t != "None" else [_type_name(default)]
+        unknown = [x for x in types if x not in _CHECKS]
+        if unknown:
+            raise ValueError(f"{src}: parameter {name!r} declares unknown type(s) {unknown}; "
+                             f"allowed: {', '.join(_CHECKS)}")
+        out[name] = {"types": types, "default": default, "help": p.get("help", "")}
+    return out
+
+
+def _assigned_names(src) -> set[str]:
+    import nbformat
+
+    nb = nbformat.read(str(src), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    return {t.id for node in ast.parse(cell.source).body if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
+
+
+def check_parameters(src: str | os.PathLike, params: dict) -> None:
+    """Raise ``ValueError`` naming every unknown or ill-typed parameter of ``params`` for notebook ``src``."""
+    decl = declared_parameters(src)
+    problems = []
+    unknown = sorted(set(params) - set(decl))
+    if unknown:
+        problems.append(f"unknown parameter(s) {unknown} (declared: {', '.join(decl)})")
+    for name, value in params.items():
+        if name in decl and not any(_CHECKS[t](value) for t in decl[name]["types"]):
+            want = " or ".join(_DESCRIBE.get(t, t) for t in decl[name]["types"])
+            problems.append(f"parameter {name!r} must be {want}, got {value!r}")
+    if problems:
+        raise ValueError(f"{Path(src).name}: " + "; ".join(problems))
+
+
+def _type_name(v) -> str:
+    if v is None:
+        return "None"
+    return {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}.get(type(v), "?")
+
+
+def _is_model(v) -> bool:
+    try:
+        resolve.kind(v)
+        return True
+    except ValueError:
+        return False
+
+
+_CHECKS = {
+    "None": lambda v: v is None,
+    "bool": lambda v: isinstance(v, bool),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "list": lambda v: isinstance(v, list),
+    "dict": lambda v: isinstance(v, dict),
+    "model": _is_model,
+    "models": lambda v: isinstance(v, list) and all(_is_model(x) for x in v),
+}
+
+
+_DESCRIBE = {"model": "a zoo name or 'package.module:factory'", "models": "a list of model specs",
+             "float": "a number", "list": "a list", "dict": "a dict", "None": "None"}
+
+
+def model_specs(src: str | os.PathLike, params: dict) -> list[str]:
+    """The model specs (values of ``model``/``models`` parameters) notebook ``src`` will use with ``params``."""
+    out = []
+    for name, d in declared_parameters(src).items():
+        v = params.get(name, d["default"])
+        if "model" in d["types"] and isinstance(v, str):
+            out.append(v)
+        elif "models" in d["types"] and isinstance(v, list):
+            out.extend(v)
+    return out
+
+
+# ---------------------------------------------------------------- currency
+
+def fingerprint(src: str | os.PathLike, params: dict) -> str:
+    """sha256 of the parameters and the notebook's code cells (outputs and metadata ignored)."""
+    import nbformat
+
+    nb = nbformat.read(str(src), as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    blob = json.dumps({"params": params, "code": code}, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def is_current(results_file: str | os.PathLike, fp: str) -> bool:
+    """Whether ``results_file`` was written by a successful run with fingerprint ``fp`` whose input
+    files (zoo checkpoints, model modules) are unchanged."""
+    try:
+        doc = results.read(results_file)
+    except (OSError, ValueError):
+        return False
+    if doc.get("pipeline", {}).get("fingerprint") != fp:
+        return False
+    return all(resolve.is_unchanged(rec) for rec in doc.get("inputs", []))
+
+
+# ---------------------------------------------------------------- running
+
+def run_notebook(src: str | os.PathLike, params: dict, executed: str | os.PathLike, *, force: bool = False,
+                 timeout: float | None = None, progress: bool = False, profile: str = "") -> Outcome:
+    """Run one notebook through papermill unless its results are current.
+
+    ``params["out_dir"]`` is where the notebook writes ``<stem>.json``; the pipeline stamps that file
+    with the fingerprint and the run time after a successful run."""
+    import papermill
+
+    src, executed = Path(src), Path(executed)
+    check_parameters(src, params)
+    res = results.path(params.get("out_dir", "."), src.stem)
+    fp = fingerprint(src, params)
+    if not force and is_current(res, fp):
+        doc = results.read(res)
+        log.info("%s: current, skipped", src.stem)
+        return Outcome(src.stem, "current", doc["pipeline"]["seconds"], executed, res, doc=doc)
+    res.unlink(missing_ok=True)  # a failed run must not leave stale results behind
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(src), str(executed), parameters=params, kernel_name=KERNEL, cwd=str(src.parent),
+                                   execution_timeout=timeout, progress_bar=progress)
+    except Exception as e:  # PapermillExecutionError, timeouts, dead kernels: keep the executed copy
+        seconds = time.perf_counter() - t0
+        msg = f"{type(e).__name__}: {e}".strip().splitlines()
+        log.error("%s failed after %.1f s; executed copy: %s", src.stem, seconds, executed)
+        return Outcome(src.stem, "failed", seconds, executed, res, error=" ".join(msg)[-2000:])
+    seconds = time.perf_counter() - t0
+    if not res.exists():
+        return Outcome(src.stem, "failed", seconds, executed, res, error=f"the notebook wrote no results file {res}")
+    doc = results.read(res)
+    doc["pipeline"] = {"fingerprint": fp, "seconds": round(seconds, 1), "profile": profile,
+                       "executed": os.path.relpath(executed.resolve(), res.parent.resolve())}
+    checkpoint.atomic_write_json(res, doc)
+    return Outcome(src.stem, "ran", seconds, executed, res, doc=doc)
+
+
+def prepare_zoo(specs: list[str], *, overrides: dict | None, root, device=None, progress=False) -> list[dict]:
+    """Train the zoo models among ``specs`` that are not cached; return one timing row per zoo model."""
+    rows = []
+    for name in dict.fromkeys(s for s in specs if resolve.kind(s) == "zoo"):
+        if zoo.is_cached(name, overrides or None, root):
+            rows.append({"model": name, "status": "cached", "seconds": 0.0})
+            continue
+        t0 = time.perf_counter()
+        log.info("training zoo model %s", name)
+        zoo.get(name, train_if_missing=True, overrides=overrides or None, root=root, device=device, progress=progress)
+        rows.append({"model": name, "status": "trained", "seconds": round(time.perf_counter() - t0, 1)})
+    return rows
+
+
+@dataclass
+class Plan:
+    """A validated run: the profile, the output folders and each notebook's parameters."""
+
+    profile: profiles.Profile
+    out_root: Path
+    fig_dir: Path
+    zoo_root: Path | None
+    notebooks: list  # [(source path, parameters)]
+
+
+def plan(profile: str | profiles.Profile, *, only=None, device: str | None = None, out_root=None, fig_dir=None,
+         zoo_root=None, nb_dir=None) -> Plan:
+    """Resolve the folders and every selected notebook's parameters, and validate them all (``ValueError``
+    on an unknown or ill-typed parameter) without starting a kernel.
+
+    Defaults: ``out_root = results/<profile>``; figures under ``figures/`` for the default profile and
+    ``<out_root>/figures`` otherwise; the zoo in ``<data_root>/zoo`` (the smoke profile keeps its tiny
+    models in ``<out_root>/zoo``)."""
+    prof = profiles.get(profile) if isinstance(profile, str) else profile
+    out_root = Path(out_root) if out_root else PROJECT / "results" / prof.name
+    fig_dir = Path(fig_dir) if fig_dir else (PROJECT / "figures" if prof.figures_in_project else out_root / "figures")
+    if zoo_root is None and prof.private_zoo:
+        zoo_root = out_root / "zoo"
+    zoo_root = Path(zoo_root).resolve() if zoo_root else None
+    paths = select(discover(nb_dir), only)
+    if not paths:
+        raise ValueError(f"no notebooks found in {nb_dir or notebook_dir()}")
+    unknown = sorted(set(prof.notebooks) - {p.stem for p in discover(nb_dir)})
+    if unknown:
+        raise ValueError(f"profile {prof.name!r} sets parameters of unknown notebook(s) {unknown}")
+    todo = []
+    for src in paths:
+        params = prof.params(src.stem, out_dir=str(out_root.resolve()), fig_dir=str(fig_dir.resolve()),
+                             zoo_root=str(zoo_root) if zoo_root else None, device=device,
+                             declared=declared_parameters(src))
+        check_parameters(src, params)
+        todo.append((src, params))
+    return Plan(prof, out_root, fig_dir, zoo_root, todo)
+
+
+def run(profile: str | profiles.Profile, *, only=None, force: bool = False, device: str | None = None,
+        progress: bool = False, out_root=None, fig_dir=None, zoo_root=None, nb_dir=None) -> list[Outcome]:
+    """Validate (:func:`plan`), train missing zoo models, run the notebooks in order, write the summary."""
+    p = plan(profile, only=only, device=device, out_root=out_root, fig_dir=fig_dir, zoo_root=zoo_root, nb_dir=nb_dir)
+    t0 = time.perf_counter()
+    specs = [s for src, params in p.notebooks for s in model_specs(src, params)]
+    zoo_rows = prepare_zoo(specs, overrides=p.profile.zoo_overrides, root=p.zoo_root, device=device,
+                           progress=progress)
+    outcomes = []
+    for src, params in p.notebooks:
+        o = run_notebook(src, params, p.out_root / src.name, force=force, timeout=p.profile.execution_timeout,
+                         progress=progress, profile=p.profile.name)
+        print(f"{o.name:22s} {o.status:8s} {o.seconds:7.1f} s" + (f"  {o.error[:300]}" if o.error else ""),
+              flush=True)
+        outcomes.append(o)
+    write_summary(p.out_root / "summary.md", p.profile, outcomes, zoo_rows, time.perf_counter() - t0)
+    return outcomes
+
+
+# ---------------------------------------------------------------- summary
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if v is None:
+        return "–"
+    return str(v)
+
+
+def markdown_table(tab: dict) -> str:
+    """A results table (``{"columns", "rows"}``) as markdown."""
+    lines = ["| " + " | ".join(map(str, tab["columns"])) + " |", "|" + "---|" * len(tab["columns"])]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in tab["rows"]]
+    return "\n".join(lines)
+
+
+def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: list[Outcome], zoo_rows: list[dict],
+                  total_seconds: float) -> Path:
+    """``summary.md``: timings, then each notebook's tables and figures (links relative to ``path``)."""
+    import platform
+
+    import torch
+
+    path = Path(path)
+    here = path.parent.resolve()
+    lines = [f"# Reproduction summary: profile `{prof.name}`", "",
+             f"{prof.description}", "",
+             f"torch {torch.__version__}, Python {platform.python_version()}, "
+             f"{torch.get_num_threads()} CPU threads, CUDA {'available' if torch.cuda.is_available() else 'not available'}."
+             f" Wall time of this run: {total_seconds:.0f} s.", "",
+             "## Timing", "", "| notebook | status | seconds | executed copy |", "|---|---|---|---|"]
+    for o in outcomes:
+        lines.append(f"| {o.name} | {o.status} | {o.seconds:.1f} | "
+                     f"[{o.executed.name}]({os.path.relpath(o.executed.resolve(), here)}) |")
+    if zoo_rows:
+        lines += ["", "Zoo models used (trained by this run when missing):", "",
+                  "| model | status | seconds |", "|---|---|---|"]
+        lines += [f"| {r['model']} | {r['status']} | {r['seconds']:.1f} |" for r in zoo_rows]
+    for o in outcomes:
+        lines += ["", f"## {o.name}", ""]
+        if o.status == "failed":
+            lines += [f"**Failed** (executed copy kept for inspection): `{o.error[:500]}`"]
+            continue
+        doc = o.doc
+        if doc.get("metrics"):
+            lines += ["| metric | value |", "|---|---|"]
+            lines += [f"| {k} | {_cell(v)} |" for k, v in doc["metrics"].items() if not isinstance(v, (dict, list))]
+            lines.append("")
+        for tab in doc.get("tables", []):
+            lines += [f"**{tab['title']}**", "", markdown_table(tab), ""]
+        for f in results.figure_paths(doc, o.results):
+            lines += [f"![{f.stem}]({os.path.relpath(f, here)})", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.atomic_write_bytes(path, ("\n".join(lines).rstrip() + "\n").encode())
+    return path
+
+
+def main(args) -> int:
+    """Entry point of ``python -m adasmooth reproduce``; returns the exit status (1 when a notebook failed)."""
+    outcomes = run(args.profile, only=args.only, force=args.force, device=args.device, progress=args.progress)
+    failed = [o.name for o in outcomes if o.status == "failed"]
+    out = outcomes[0].results.parent if outcomes else ""
+    print(f"summary: {out}/summary.md" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0

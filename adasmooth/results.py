@@ -1,0 +1,107 @@
+"""A notebook's results file: one JSON per notebook, written atomically, read back by the pipeline.
+
+Layout of ``<out_dir>/<name>.json``::
+
+    {"name": ..., "params": {...}, "inputs": [{"spec", "kind", "file", "sha256"}, ...],
+     "metrics": {...}, "tables": [{"title", "columns": [...], "rows": [[...], ...]}, ...],
+     "figures": [paths relative to the JSON's folder], "data": {...raw numbers...}, "versions": {...}}
+
+``inputs`` are the files the numbers depend on (zoo checkpoints, user model modules); the
+pipeline reruns a notebook when one of them changes (see :mod:`adasmooth.pipeline`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+from pathlib import Path
+
+from . import checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def path(out_dir: str | os.PathLike, name: str) -> Path:
+    """Where the results of notebook ``name`` live under ``out_dir``."""
+    return Path(out_dir) / f"{name}.json"
+
+
+def table(columns: list[str], rows: list[list]) -> dict:
+    """A table for the results file and the summary; every row must have one cell per column."""
+    for i, r in enumerate(rows):
+        if len(r) != len(columns):
+            raise ValueError(f"rows[{i}] has {len(r)} cells, expected {len(columns)} (columns {columns})")
+    return {"columns": list(columns), "rows": [list(r) for r in rows]}
+
+
+def save_figure(fig, fig_dir: str | os.PathLike, name: str, dpi: int = 130) -> Path:
+    """Save a matplotlib figure as ``<fig_dir>/<name>.png`` atomically; return its path."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    p = Path(fig_dir) / f"{name}.png"
+    checkpoint.atomic_write_bytes(p, buf.getvalue())
+    return p
+
+
+def write(out_dir: str | os.PathLike, name: str, *, params: dict, metrics: dict, tables: dict | None = None,
+          figures: list | None = None, inputs: list | None = None, data: dict | None = None) -> Path:
+    """Write the results JSON of notebook ``name`` atomically and return its path.
+
+    ``metrics`` are scalars shown in the summary, ``tables`` map titles to :func:`table` results (kept
+    in order), ``data`` holds
+    raw numbers (curves, grids) kept for later use.  Non-finite floats are stored as ``null``."""
+    import torch
+
+    from . import __version__
+
+    out = Path(out_dir)
+    for t, tab in (tables or {}).items():
+        if set(tab) != {"columns", "rows"}:
+            raise ValueError(f"tables[{t!r}] must be made by results.table(columns, rows)")
+    doc = {
+        "name": name,
+        "params": params,
+        "inputs": list(inputs or []),
+        "metrics": metrics,
+        "tables": [{"title": t, **tab} for t, tab in (tables or {}).items()],  # a list keeps the order
+        "figures": [os.path.relpath(Path(f).resolve(), out.resolve()) for f in (figures or [])],
+        "data": data or {},
+        "versions": {"adasmooth": __version__, "torch": torch.__version__, "python": platform.python_version()},
+    }
+    p = path(out, name)
+    checkpoint.atomic_write_json(p, _finite(doc))
+    log.info("wrote %s", p)
+    return p
+
+
+def read(p: str | os.PathLike) -> dict:
+    """Read a results JSON; raise ``FileNotFoundError`` / ``ValueError`` when absent or unreadable."""
+    p = Path(p)
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"results file {p} is not valid JSON: {e}") from e
+
+
+def figure_paths(doc: dict, p: str | os.PathLike) -> list[Path]:
+    """Absolute paths of the figures listed in the results JSON ``doc`` read from ``p``."""
+    return [(Path(p).parent / f).resolve() for f in doc.get("figures", [])]
+
+
+def _finite(o):
+    """Replace NaN/inf by None and tensors/numpy scalars by Python numbers, recursively."""
+    if isinstance(o, dict):
+        return {str(k): _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if hasattr(o, "tolist") and not isinstance(o, (str, bytes)):
+        return _finite(o.tolist())
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, Path):
+        return str(o)
+    return o

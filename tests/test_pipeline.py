@@ -1,0 +1,285 @@
+"""The reproduce pipeline's mechanics on small synthetic notebooks (no models, a kernel start per run):
+parameter validation before any kernel starts, skip-if-current, reruns on changed parameters or inputs,
+failed notebooks keeping their executed copy, the summary; plus model specs (zoo name or import path)."""
+import json
+import textwrap
+
+import nbformat
+import pytest
+import torch
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from adasmooth import checkpoint, pipeline, profiles, resolve, results
+
+PARAMS = '''\
+scale = 2.0  # type: float  a number
+steps = 3  # type: int  an int
+label = "x"  # type: str  a string
+device = None  # type: str|None  optional
+values = [1, 2]  # type: list  a list
+fail = False  # type: bool  raise inside the notebook
+input_file = ""  # type: str  a file whose sha256 the results record
+out_dir = "."  # type: str
+fig_dir = "."  # type: str
+'''
+
+BODY = '''\
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from adasmooth import checkpoint, results
+if fail:
+    raise RuntimeError("asked to fail")
+fig, ax = plt.subplots()
+ax.plot(values)
+fig_path = results.save_figure(fig, fig_dir, "fake")
+inputs = [{"spec": "file", "kind": "file", "file": input_file, "sha256": checkpoint.sha256_file(input_file)}] \\
+    if input_file else []
+results.write(out_dir, NAME, params={"scale": scale, "steps": steps}, metrics={"product": scale * steps},
+              tables={"T": results.table(["a", "b"], [[scale, steps]])}, figures=[fig_path], inputs=inputs)
+'''
+
+
+def _notebook(path, params=PARAMS, body=BODY):
+    nb = new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    cell = new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [new_markdown_cell("# fake"), cell, new_code_cell(body.replace("NAME", repr(path.stem)))]
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.fixture
+def nb_dir(tmp_path):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    _notebook(d / "00_first.ipynb")
+    _notebook(d / "01_second.ipynb")
+    return d
+
+
+def _profile(**per_notebook):
+    return profiles.Profile("test", "a test profile", common={"steps": 4, "not_declared_anywhere": 1},
+                            notebooks=per_notebook)
+
+
+def test_declared_parameter_types(nb_dir):
+    d = pipeline.declared_parameters(nb_dir / "00_first.ipynb")
+    assert d["scale"]["types"] == ["float"] and d["scale"]["default"] == 2.0
+    assert d["device"]["types"] == ["str", "None"]
+    assert d["values"]["types"] == ["list"] and d["values"]["default"] == [1, 2]
+    assert d["fail"]["types"] == ["bool"]
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"bogus": 1}, "unknown parameter(s) ['bogus']"),
+    ({"steps": "3"}, "'steps' must be int"),
+    ({"steps": 3.0}, "'steps' must be int"),
+    ({"steps": True}, "'steps' must be int"),
+    ({"scale": "big"}, "'scale' must be a number"),
+    ({"values": (1, 2)}, "'values' must be a list"),   # papermill would inject a tuple as a string
+    ({"device": 0}, "'device' must be str or None"),
+])
+def test_unknown_or_ill_typed_parameter_is_refused_before_any_kernel(nb_dir, tmp_path, params, message):
+    with pytest.raises(ValueError) as e:
+        pipeline.run(_profile(**{"01_second": params}), out_root=tmp_path / "out", nb_dir=nb_dir)
+    assert message in str(e.value)
+    assert not (tmp_path / "out").exists()  # nothing ran, not even the valid first notebook
+
+
+def test_valid_parameters_pass(nb_dir):
+    pipeline.check_parameters(nb_dir / "00_first.ipynb", {"scale": 3, "steps": 2, "device": "cpu", "values": []})
+
+
+def test_a_parameter_line_papermill_cannot_parse_is_an_error(tmp_path):
+    src = _notebook(tmp_path / "00_bad.ipynb", params="a = 1  # type: int  help with a = sign\nb = 2  # type: int\n")
+    with pytest.raises(ValueError, match="cannot parse"):
+        pipeline.declared_parameters(src)
+
+
+def test_unknown_type_comment_and_missing_parameters_cell(tmp_path):
+    with pytest.raises(ValueError, match="unknown type"):
+        pipeline.declared_parameters(_notebook(tmp_path / "00_t.ipynb", params="a = 1  # type: integer\n"))
+    nb = new_notebook()
+    nb.cells = [new_code_cell("a = 1")]
+    nbformat.write(nb, str(tmp_path / "01_none.ipynb"))
+    with pytest.raises(ValueError, match="no cell tagged 'parameters'"):
+        pipeline.declared_parameters(tmp_path / "01_none.ipynb")
+
+
+def test_profile_naming_an_unknown_notebook_is_an_error(nb_dir, tmp_path):
+    with pytest.raises(ValueError, match="unknown notebook"):
+        pipeline.plan(_profile(**{"07_missing": {}}), out_root=tmp_path, nb_dir=nb_dir)
+
+
+def test_select_by_number_or_name(nb_dir):
+    paths = pipeline.discover(nb_dir)
+    assert [p.stem for p in pipeline.select(paths, "01")] == ["01_second"]
+    assert [p.stem for p in pipeline.select(paths, "1,00_first")] == ["00_first", "01_second"]
+    assert pipeline.select(paths, None) == paths
+    with pytest.raises(ValueError, match="unknown notebook"):
+        pipeline.select(paths, "02")
+
+
+@pytest.mark.parametrize("name", ["smoke", "default", "paper"])
+def test_every_profile_validates_against_the_repository_notebooks(name):
+    p = pipeline.plan(name)
+    assert [src.stem for src, _ in p.notebooks] == [src.stem for src in pipeline.discover()]
+    for src, params in p.notebooks:
+        assert params["out_dir"] == str(p.out_root.resolve())
+        specs = pipeline.model_specs(src, params)
+        assert all(resolve.kind(s) == "zoo" for s in specs)
+    if name == "paper":
+        assert all(resolve.kind(s) == "zoo" and s.startswith("cifar10-") for src, params in p.notebooks
+                   for s in pipeline.model_specs(src, params))
+    assert (p.fig_dir == pipeline.PROJECT / "figures") == (name == "default")  # only default writes figures/
+
+
+def test_skip_if_current_and_rerun_on_changes(nb_dir, tmp_path):
+    inp = tmp_path / "weights.bin"
+    inp.write_bytes(b"v1")
+    out = tmp_path / "out"
+    prof = _profile(**{"00_first": {"input_file": str(inp)}})
+    first = pipeline.run(prof, out_root=out, nb_dir=nb_dir, only="00")
+    assert [o.status for o in first] == ["ran"]
+    doc = results.read(out / "00_first.json")
+    assert doc["metrics"]["product"] == 8.0  # the profile's steps = 4 reached the kernel
+    params = pipeline.plan(prof, out_root=out, nb_dir=nb_dir, only="00").notebooks[0][1]
+    assert doc["pipeline"]["fingerprint"] == pipeline.fingerprint(nb_dir / "00_first.ipynb", params)
+    assert (out / "figures" / "fake.png").read_bytes()[:4] == b"\x89PNG"
+    mtime = (out / "00_first.ipynb").stat().st_mtime_ns
+
+    again = pipeline.run(prof, out_root=out, nb_dir=nb_dir, only="00")
+    assert [o.status for o in again] == ["current"]
+    assert (out / "00_first.ipynb").stat().st_mtime_ns == mtime
+    assert again[0].seconds == doc["pipeline"]["seconds"]
+
+    inp.write_bytes(b"v2")  # an input file changed (e.g. a retrained zoo checkpoint)
+    assert [o.status for o in pipeline.run(prof, out_root=out, nb_dir=nb_dir, only="00")] == ["ran"]
+    assert [o.status for o in pipeline.run(prof, out_root=out, nb_dir=nb_dir, only="00")] == ["current"]
+    changed = _profile(**{"00_first": {"input_file": str(inp), "scale": 3.0}})
+    o = pipeline.run(changed, out_root=out, nb_dir=nb_dir, only="00")[0]
+    assert o.status == "ran" and results.read(out / "00_first.json")["metrics"]["product"] == 12.0
+    assert pipeline.run(changed, out_root=out, nb_dir=nb_dir, only="00", force=True)[0].status == "ran"
+
+
+def test_is_current_compares_fingerprint_and_inputs(tmp_path):
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"abc")
+    rec = {"spec": "w", "kind": "file", "file": str(f), "sha256": checkpoint.sha256_file(f)}
+    path = results.write(tmp_path, "nb", params={}, metrics={}, inputs=[rec])
+    doc = results.read(path)
+    assert not pipeline.is_current(path, "fp")          # never stamped by the pipeline
+    doc["pipeline"] = {"fingerprint": "fp", "seconds": 1.0}
+    checkpoint.atomic_write_json(path, doc)
+    assert pipeline.is_current(path, "fp")
+    assert not pipeline.is_current(path, "other")
+    f.write_bytes(b"abd")
+    assert not pipeline.is_current(path, "fp")
+    f.unlink()
+    assert not pipeline.is_current(path, "fp")
+    assert not pipeline.is_current(tmp_path / "absent.json", "fp")
+
+
+def test_fingerprint_ignores_outputs_but_not_code_or_params(nb_dir):
+    src = nb_dir / "00_first.ipynb"
+    fp = pipeline.fingerprint(src, {"steps": 3})
+    assert fp != pipeline.fingerprint(src, {"steps": 4})
+    nb = nbformat.read(str(src), as_version=4)
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="hello")]
+    nb.cells[2].execution_count = 7
+    nbformat.write(nb, str(src))
+    assert pipeline.fingerprint(src, {"steps": 3}) == fp
+    nb.cells[2].source += "\n# edited"
+    nbformat.write(nb, str(src))
+    assert pipeline.fingerprint(src, {"steps": 3}) != fp
+
+
+def test_failed_notebook_keeps_its_executed_copy_and_no_results(nb_dir, tmp_path):
+    out = tmp_path / "out"
+    prof = _profile(**{"01_second": {"fail": True}})
+    outcomes = pipeline.run(prof, out_root=out, nb_dir=nb_dir)
+    assert [o.status for o in outcomes] == ["ran", "failed"]
+    assert "asked to fail" in outcomes[1].error
+    executed = nbformat.read(str(out / "01_second.ipynb"), as_version=4)
+    tracebacks = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+    assert tracebacks and tracebacks[0]["evalue"] == "asked to fail"
+    assert not (out / "01_second.json").exists()
+    summary = (out / "summary.md").read_text()
+    assert "| 01_second | failed |" in summary and "**Failed**" in summary
+    assert "| 00_first | ran |" in summary and "| a | b |" in summary and "](figures/fake.png)" in summary
+
+
+def test_main_returns_1_when_a_notebook_fails(nb_dir, tmp_path, monkeypatch, capsys):
+    prof = _profile(**{"00_first": {"fail": True}})
+    monkeypatch.setattr(pipeline.profiles, "get", lambda name: prof)
+    monkeypatch.setattr(pipeline, "discover", lambda d=None, _real=pipeline.discover: _real(nb_dir))
+    monkeypatch.setattr(pipeline, "PROJECT", tmp_path)
+
+    class Args:
+        profile, only, force, device, progress = "test", "00", False, None, False
+
+    assert pipeline.main(Args) == 1
+    assert "FAILED: 00_first" in capsys.readouterr().out
+    assert (tmp_path / "results" / "test" / "00_first.ipynb").exists()
+
+
+def test_model_specs_zoo_names_and_import_paths(tmp_path, monkeypatch):
+    assert resolve.kind("fmnist-standard") == "zoo"
+    assert resolve.kind("mypkg.nets:make_g") == "import"
+    for bad in ["nope", "a.b", "a:b:c", 3, None]:
+        with pytest.raises(ValueError, match="model spec|must be a str"):
+            resolve.kind(bad)
+    (tmp_path / "my_models_for_test.py").write_text(textwrap.dedent('''
+        import torch
+        def make():
+            torch.manual_seed(0)
+            return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+        def not_a_model():
+            return 3
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    m, rec = resolve.model("my_models_for_test:make", device="cpu")
+    assert not m.training and m(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert rec["kind"] == "import" and rec["sha256"] == checkpoint.sha256_file(tmp_path / "my_models_for_test.py")
+    assert resolve.is_unchanged(rec)
+    with pytest.raises(ValueError, match="expected a torch.nn.Module"):
+        resolve.model("my_models_for_test:not_a_model")
+    with pytest.raises(ValueError, match="no callable"):
+        resolve.model("my_models_for_test:missing")
+    with pytest.raises(ValueError, match="cannot import"):
+        resolve.model("no_such_module_xyz:make")
+    (tmp_path / "my_models_for_test.py").write_text("# changed\n")
+    assert not resolve.is_unchanged(rec)
+
+
+def test_zoo_spec_records_the_checkpoint_sha(tmp_path):
+    from conftest import TINY
+
+    from adasmooth import zoo
+
+    # an untrained model saved as the tiny variant's checkpoint: resolve loads and verifies it, trains nothing
+    stem = zoo.stem("fmnist-standard", TINY, tmp_path)
+    checkpoint.save(stem, zoo.build("fmnist-standard").state_dict(),
+                    {"config": zoo.recipe("fmnist-standard").config(TINY), "metrics": {}})
+    m, rec = resolve.model("fmnist-standard", zoo_overrides=TINY, zoo_root=tmp_path, device="cpu")
+    assert rec["kind"] == "zoo" and rec["file"] == str(checkpoint.path_for(stem, ".pt").resolve())
+    assert rec["sha256"] == checkpoint.sha256_file(rec["file"])
+    assert resolve.is_unchanged(rec)
+    with pytest.raises(checkpoint.CheckpointError, match="not cached"):
+        resolve.model("fmnist-l2-at", zoo_overrides=TINY, zoo_root=tmp_path, train_if_missing=False)
+    assert profiles.SMOKE_ZOO == TINY  # the smoke pipeline shares the tests' tiny zoo cache
+
+
+def test_results_write_is_json_with_ordered_tables_and_no_nan(tmp_path):
+    p = results.write(tmp_path / "r", "nb", params={"a": (1, 2)},
+                      metrics={"x": float("nan"), "t": torch.tensor(0.25)},
+                      tables={"Z first": results.table(["c"], [[1]]), "A second": results.table(["c"], [[2]])})
+    doc = json.loads(p.read_text())
+    assert doc["metrics"] == {"t": 0.25, "x": None} and doc["params"] == {"a": [1, 2]}
+    assert [t["title"] for t in doc["tables"]] == ["Z first", "A second"]
+    with pytest.raises(ValueError, match="rows\\[0\\] has 2 cells"):
+        results.table(["a"], [[1, 2]])
+    assert not list((tmp_path / "r").glob(".*tmp"))  # atomic write leaves no temporary file
