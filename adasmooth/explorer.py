@@ -4,11 +4,13 @@ Moving the slider recomputes h^α's clean accuracy *live* from the cached logits
 runs), looks the attacked accuracy up on a precomputed trade-off grid (:func:`evaluate.tradeoff_curve`,
 linear between grid points), moves the point on the trade-off curve and redraws the per-class
 confusion of h^α at that α.  Everything the widgets show is also an attribute (``clean_accuracy``,
-``attacked_accuracy``, ``point``, ``confusion``, ``readout.value``), so the logic runs headless:
+``attacked_accuracy``, ``point``, ``confusion``, ``readout.value``, ``marker``, ``image.value``), so the
+logic runs headless:
 setting ``slider.value`` fires the observers synchronously without a kernel.
 """
 from __future__ import annotations
 
+import io
 import logging
 
 import numpy as np
@@ -92,8 +94,10 @@ class AlphaExplorer:
         self.option = w.ToggleButtons(options=[(LABELS.get(o, o), o) for o in self.curves], value=option,
                                       description="mixing")
         self.readout = w.HTML()
-        self.out = w.Output()
-        self.widget = w.VBox([self.slider, self.option, self.readout, self.out])
+        # the figure travels as PNG bytes in an Image widget (kernel -> front end only); an Output widget
+        # would make headless executors (nbclient/papermill) echo comm messages back and stall at times
+        self.image = w.Image(format="png", layout=w.Layout(max_width="1000px"))
+        self.widget = w.VBox([self.slider, self.option, self.readout, self.image])
         self.fig = None
         self.slider.observe(self._on_change, names="value")
         self.option.observe(self._on_change, names="value")
@@ -169,21 +173,9 @@ class AlphaExplorer:
         rows = self.confusion.sum(1, keepdims=True)
         self._image.set_data(100 * self.confusion / np.maximum(rows, 1))
         self._ax_conf.set_title(f"confusion of h^α at α = {self.slider.value:.2f} (clean)")
-        try:
-            from IPython import get_ipython
-        except ImportError:  # pragma: no cover
-            return
-        if get_ipython() is None:  # headless: nothing to render into
-            return
-        import io
-
-        from IPython.display import Image, clear_output, display
-
-        buf = io.BytesIO()  # a PNG of our own: independent of the kernel's matplotlib backend
+        buf = io.BytesIO()
         self.fig.savefig(buf, format="png", dpi=80)
-        with self.out:
-            clear_output(wait=True)
-            display(Image(buf.getvalue()))
+        self.image.value = buf.getvalue()
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -6,6 +6,8 @@ ablation: mixing logits instead of probabilities, and an input-dependent weight 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -64,7 +66,7 @@ class MixedClassifier(nn.Module):
     With R = α_o·T(x), α_o = α/(1-α), the output is
 
     - ``space="prob"``:  log(g(x) + R·h(x)) - log(1 + R), g and h the softmax probabilities
-      (log-probabilities; for R = 1·α_o this is log((1-α)·g + α·h));
+      (log-probabilities; with T = 1, i.e. R = α_o, this is log((1-α)·g + α·h));
     - ``space="logit"``: (z_g + R·z_h)/(1 + R), z_g and z_h the logits.
 
     Both are the weighted mix with weight w = R/(1+R) = α·T/((1-α) + α·T) on h, so α = 0 gives g
@@ -72,7 +74,8 @@ class MixedClassifier(nn.Module):
     (T = ‖∇ₓ max_j g_j(x)‖_*) or ``"grad_ratio"`` (T = ‖∇ₓ max_j g_j(x)‖_* / ‖∇ₓ max_j h_j(x)‖_*),
     the gradients taken after the softmax when ``space="prob"`` and kept in the autograd graph
     (``create_graph``) so that attacks differentiate through R; ``dual_norm`` is ‖·‖_* ("l1" for
-    ℓ∞ attacks, "l2" for ℓ2 attacks; see :func:`dual_norm_of`).
+    ℓ∞ attacks, "l2" for ℓ2 attacks; see :func:`dual_norm_of`).  Gradient norms are floored at
+    1e-12 so that T stays finite where a softmax saturates.
 
     ``alpha`` is a float or a per-sample tensor of shape (N,) (then every batch must have N
     inputs); ``forward(x, alpha=...)`` overrides it for one call.
@@ -176,10 +179,13 @@ class MixedClassifier(nn.Module):
 
     # ---- forward ------------------------------------------------------------------------------
     def _mix(self, z_g, z_h, w):
+        if not torch.is_tensor(w):  # scalar w in (0, 1): one fused op (few small kernels per attack step)
+            if self.space == "prob":
+                return torch.logaddexp(F.log_softmax(z_g, 1) + math.log1p(-w), F.log_softmax(z_h, 1) + math.log(w))
+            return torch.lerp(z_g, z_h, w)
         if self.space == "prob":
             return mix_log_probs(F.log_softmax(z_g, 1), F.log_softmax(z_h, 1), w)
-        w = w[:, None] if torch.is_tensor(w) else w
-        return (1 - w) * z_g + w * z_h
+        return (1 - w[:, None]) * z_g + w[:, None] * z_h
 
     def _end(self, model, x):
         z = model(x)

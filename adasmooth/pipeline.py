@@ -14,7 +14,7 @@
 
 Parameter types come from the ``# type: ...`` comment of each parameter line (``int``, ``float``, ``str``,
 ``bool``, ``list``, ``dict``, ``None``, ``model`` = zoo name or ``package.module:factory``, ``models`` =
-list of those; alternatives joined by ``|``), else from the type of the literal default.
+list of those, ``zoo`` = zoo name only; alternatives joined by ``|``), else from the type of the literal default.
 """
 from __future__ import annotations
 
@@ -150,10 +150,12 @@ _CHECKS = {
     "dict": lambda v: isinstance(v, dict),
     "model": _is_model,
     "models": lambda v: isinstance(v, list) and all(_is_model(x) for x in v),
+    "zoo": lambda v: isinstance(v, str) and v in zoo.RECIPES,
 }
 
 
 _DESCRIBE = {"model": "a zoo name or 'package.module:factory'", "models": "a list of model specs",
+             "zoo": "a zoo name (python -m adasmooth zoo list)",
              "float": "a number", "list": "a list", "dict": "a dict", "None": "None"}
 
 
@@ -162,7 +164,7 @@ def model_specs(src: str | os.PathLike, params: dict) -> list[str]:
     out = []
     for name, d in declared_parameters(src).items():
         v = params.get(name, d["default"])
-        if "model" in d["types"] and isinstance(v, str):
+        if ("model" in d["types"] or "zoo" in d["types"]) and isinstance(v, str):
             out.append(v)
         elif "models" in d["types"] and isinstance(v, list):
             out.extend(v)
@@ -289,20 +291,32 @@ def plan(profile: str | profiles.Profile, *, only=None, device: str | None = Non
 
 def run(profile: str | profiles.Profile, *, only=None, force: bool = False, device: str | None = None,
         progress: bool = False, out_root=None, fig_dir=None, zoo_root=None, nb_dir=None) -> list[Outcome]:
-    """Validate (:func:`plan`), train missing zoo models, run the notebooks in order, write the summary."""
-    p = plan(profile, only=only, device=device, out_root=out_root, fig_dir=fig_dir, zoo_root=zoo_root, nb_dir=nb_dir)
+    """Validate (:func:`plan`), train missing zoo models, run the selected notebooks in order and write the
+    summary; return the selected notebooks' outcomes.  The summary also lists the notebooks left out by
+    ``only`` whose results are current (``--only 02`` does not drop the others from ``summary.md``)."""
+    every = plan(profile, device=device, out_root=out_root, fig_dir=fig_dir, zoo_root=zoo_root, nb_dir=nb_dir)
+    chosen = {p.stem for p in select([src for src, _ in every.notebooks], only)}
+    todo = [(src, params) for src, params in every.notebooks if src.stem in chosen]
     t0 = time.perf_counter()
-    specs = [s for src, params in p.notebooks for s in model_specs(src, params)]
-    zoo_rows = prepare_zoo(specs, overrides=p.profile.zoo_overrides, root=p.zoo_root, device=device,
+    specs = [s for src, params in todo for s in model_specs(src, params)]
+    zoo_rows = prepare_zoo(specs, overrides=every.profile.zoo_overrides, root=every.zoo_root, device=device,
                            progress=progress)
-    outcomes = []
-    for src, params in p.notebooks:
-        o = run_notebook(src, params, p.out_root / src.name, force=force, timeout=p.profile.execution_timeout,
-                         progress=progress, profile=p.profile.name)
+    outcomes, listed = [], []
+    for src, params in every.notebooks:
+        executed = every.out_root / src.name
+        if src.stem not in chosen:
+            res = results.path(params["out_dir"], src.stem)
+            if is_current(res, fingerprint(src, params)):
+                doc = results.read(res)
+                listed.append(Outcome(src.stem, "current", doc["pipeline"]["seconds"], executed, res, doc=doc))
+            continue
+        o = run_notebook(src, params, executed, force=force, timeout=every.profile.execution_timeout,
+                         progress=progress, profile=every.profile.name)
         print(f"{o.name:22s} {o.status:8s} {o.seconds:7.1f} s" + (f"  {o.error[:300]}" if o.error else ""),
               flush=True)
         outcomes.append(o)
-    write_summary(p.out_root / "summary.md", p.profile, outcomes, zoo_rows, time.perf_counter() - t0)
+        listed.append(o)
+    write_summary(every.out_root / "summary.md", every.profile, listed, zoo_rows, time.perf_counter() - t0)
     return outcomes
 
 

@@ -50,7 +50,7 @@ def log_grid(lo: float, hi: float, n: int, ends: bool = True) -> list[float]:
 # The zoo variants the smoke profile trains in seconds (same as the tests' TINY fixture, so they share caches).
 SMOKE_ZOO = {"train_subset": 3000, "epochs": 2, "eval_n": 200}
 
-_SMOKE_MIX = dict(n_train=64, epochs=1, mix_batch_size=32, mix_steps_df=2, mix_width=8, n_eval=40, steps=1)
+_SMOKE_MIX = dict(n_train=64, epochs=1, mix_batch_size=32, mix_steps_df=2, mix_width=8, n_eval=30, steps=1)
 
 SMOKE = Profile(
     "smoke",
@@ -58,6 +58,7 @@ SMOKE = Profile(
     "(the numbers are not meaningful).",
     common=dict(n_eval=50, steps=2, seed=0, batch_size=250, alphas=[0.0, 0.5, 1.0]),
     notebooks={
+        "00_quickstart": dict(attacks=["pgd_ce", "pgd_dlr", "transfer_g"]),
         "01_theory_checks": dict(n_points=40, n_perturb=10, lemma_trials=1000, grid_side=40, n_eval=40,
                                  alphas=[0.5, 0.8, 1.0], draw_alphas=[0.8, 1.0]),
         # only the tiny models other tests train too (standard, ℓ∞-AT, Gaussian σ = 0.25): SM2a/b reuse the
@@ -84,7 +85,7 @@ DEFAULT = Profile(
     notebooks={
         "00_quickstart": dict(n_eval=300, alphas=[0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0]),
         "01_theory_checks": dict(n_points=400, n_perturb=200, lemma_trials=100000, grid_side=200, n_eval=500),
-        "02_ri_ablation": dict(n_eval=250, steps_fig1=10, steps_sm2=20, alphas=[0.0, 0.25, 0.5, 0.7, 0.85, 0.95, 1.0]),
+        "02_ri_ablation": dict(n_eval=200, steps_fig1=10, steps_sm2=20, alphas=[0.0, 0.25, 0.5, 0.7, 0.85, 0.95, 1.0]),
         "03_certified_radii": dict(n_eval=500, n_samples=500),
         "04_loss_ablation": dict(_DEFAULT_MIX),
         "05_sigmoid_scale": dict(_DEFAULT_MIX),

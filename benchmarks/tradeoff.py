@@ -11,6 +11,7 @@ start (the paper's setting).  Rows are saved as JSON + CSV under --out.
 Usage: python benchmarks/tradeoff.py [--n 1000] [--aa-iter 100] [--aa-targets 9] [--no-aa] [--wait]
 """
 import argparse
+import logging
 import time
 
 import torch
@@ -39,6 +40,8 @@ def main():
     p.add_argument("--out", default=str(data_root() / "results" / "tradeoff-fmnist-linf"))
     p.add_argument("--progress", action="store_true")
     a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # per-row progress
+    logging.getLogger("adasmooth.attacks").setLevel(logging.WARNING)
     device = get_device(a.device)
     names = ("fmnist-standard", "fmnist-linf-at")
     while a.wait and not all(zoo.is_cached(n) for n in names):

@@ -117,3 +117,14 @@ def test_reported_robust_accuracy_is_at_most_autoattack_plus_two_points(g_model,
     assert row["autoattack"] < row["clean"] - 0.1
     assert row["attacked"] <= row["autoattack"] + 0.02, row
     assert row["attacked_all"] <= row["attacked"]
+
+
+def test_gradient_weight_options_run_through_the_curve(g_model, h_model, small):
+    x, y = small[0][:10], small[1][:10]
+    rows = tradeoff_curve(g_model, h_model, [0.5], ["prob_grad_g", "logit_grad_ratio"], x, y, eps=0.1, steps=2,
+                          attacks=("pgd_ce",))
+    assert [(r["space"], r["R"]) for r in rows] == [("prob", "grad_g"), ("logit", "grad_ratio")]
+    for r in rows:
+        mix = MixedClassifier(g_model, h_model, 0.5, space=r["space"], R=r["R"])
+        assert r["clean"] == pytest.approx(accuracy(mix, x, y))
+        assert r["attacked"] <= r["clean"]

@@ -45,7 +45,8 @@ def test_slider_updates_readout_point_marker_and_confusion(logits):
     zg, zh, y = logits
     ex = AlphaExplorer(zg, zh, y, _rows(zg, zh, y), alpha=0.5, attack="PGD-20")
     assert ex.option.value == "prob"
-    before = ex.readout.value
+    before, png = ex.readout.value, ex.image.value
+    assert png[:4] == b"\x89PNG"
     for a in (0.3, 0.65, 0.9, 0.0, 1.0):
         ex.slider.value = a
         expect = (_mixed_pred_numpy(zg, zh, a, "prob") == y.numpy()).mean()
@@ -62,6 +63,7 @@ def test_slider_updates_readout_point_marker_and_confusion(logits):
         np.testing.assert_array_equal(cm.sum(1), np.bincount(y.numpy(), minlength=C))
         np.testing.assert_allclose(ex.per_class_accuracy, np.diag(cm) / cm.sum(1))
     assert ex.readout.value != before
+    assert ex.image.value[:4] == b"\x89PNG" and ex.image.value != png  # the drawing was redone
     assert "grid point α = 1" in ex.readout.value
 
 

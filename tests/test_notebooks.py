@@ -71,8 +71,15 @@ def test_source_has_no_outputs_a_typed_parameters_cell_and_python3_kernel(name):
     decl = pipeline.declared_parameters(src)  # raises on untyped or unparsable parameters
     for k in ("seed", "device", "progress", "out_dir", "fig_dir", "zoo_root", "zoo_overrides"):
         assert k in decl, f"{name} lacks parameter {k}"
-    assert any("model" in d["types"] for d in decl.values())
+    assert any("model" in d["types"] or "zoo" in d["types"] for d in decl.values())
     assert f'results.write(out_dir, "{name}"' in "\n".join(c.source for c in nb.cells)  # writes <name>.json
+
+
+def test_mixing_notebooks_take_zoo_names_only():
+    src = pipeline.notebook_dir() / "04_loss_ablation.ipynb"
+    with pytest.raises(ValueError, match="'g' must be a zoo name"):
+        pipeline.check_parameters(src, {"g": "mypkg.nets:make_g"})
+    pipeline.check_parameters(src, {"g": "fmnist-trades"})
 
 
 def test_an_unknown_parameter_is_refused(tmp_path):

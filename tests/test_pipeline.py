@@ -210,6 +210,10 @@ def test_failed_notebook_keeps_its_executed_copy_and_no_results(nb_dir, tmp_path
     summary = (out / "summary.md").read_text()
     assert "| 01_second | failed |" in summary and "**Failed**" in summary
     assert "| 00_first | ran |" in summary and "| a | b |" in summary and "](figures/fake.png)" in summary
+    # --only 00 reruns nothing (current) and keeps the summary whole: 00 listed, the failed 01 not
+    assert [o.status for o in pipeline.run(prof, out_root=out, nb_dir=nb_dir, only="00")] == ["current"]
+    summary = (out / "summary.md").read_text()
+    assert "| 00_first | current |" in summary and "01_second" not in summary
 
 
 def test_main_returns_1_when_a_notebook_fails(nb_dir, tmp_path, monkeypatch, capsys):
