@@ -67,8 +67,11 @@ def test_tradeoff_rows(curve, g_model, h_model, small):
         # at α = 0 the mix is g, so the direct CE attack is the transfer attack from g
         assert by[opt, 0.0]["pgd_ce"] == by[opt, 0.0]["transfer_g"]
         assert by[opt, 1.0]["pgd_ce"] == by[opt, 1.0]["transfer_h"]
-    for k in ("clean", "attacked", *DEFAULT_ATTACKS):
-        assert by["prob", 0.0][k] == by["logit", 0.0][k] and by["prob", 1.0][k] == by["logit", 1.0][k]
+    # both options are g at α = 0 and h at α = 1 (log-softmax vs logits may flip a rare gradient sign)
+    for a in (0.0, 1.0):
+        assert by["prob", a]["clean"] == by["logit", a]["clean"]
+        for k in ("attacked", *DEFAULT_ATTACKS):
+            assert by["prob", a][k] == pytest.approx(by["logit", a][k], abs=2 / len(x))
     assert by["prob", 1.0]["attacked"] > by["prob", 0.0]["attacked"]  # h is the robust one
 
 
