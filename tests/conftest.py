@@ -41,3 +41,12 @@ def test_batch():
     x, y = data.load("fashion-mnist", "test")
     idx = data.balanced_subset(y, 20, seed=0)
     return x[idx], y[idx]
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread: tests of many tiny ops gain nothing from intra-op threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,13 +18,7 @@ from conftest import TINY
 FAST = dict(eps=0.1, batch_size=16, steps_df=2, lr=3e-3, width=8, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny batches run faster on one thread than on two on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

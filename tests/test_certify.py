@@ -17,13 +17,7 @@ from adasmooth.mixing import mix_log_probs
 PHI_INV = NormalDist().inv_cdf
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tests run many tiny ops, where intra-op threads only add synchronisation."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- models with exactly known certificates ---------------------------------------------------

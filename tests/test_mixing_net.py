@@ -13,13 +13,7 @@ ARCHS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny batches run faster on one thread than on two on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(arch, seed=0):
