@@ -117,20 +117,28 @@ def _random_start(x, eps, norm, g):
 
 
 def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted, g):
+    """``steps`` signed (ℓ∞) or normalised (ℓ2) gradient steps, projected; per input, the first iterate
+    that reaches the goal (another class, or the target) is kept, as APGD keeps its best point."""
     delta = _random_start(x, eps, norm, g) if random_start else torch.zeros_like(x)
+    best = x.clone()
+    found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     for _ in range(steps):
         delta.requires_grad_(True)
         z = model(x + delta)
         lval = attack_loss(loss, z, y, targeted).sum()
         (grad,) = torch.autograd.grad(lval, delta)
         with torch.no_grad():
+            pred = z.argmax(1)
+            hit = ((pred == y) if targeted else (pred != y)) & ~found
+            best[hit] = (x + delta)[hit]
+            found |= hit
             if norm == "linf":
                 delta = delta + step * grad.sign()
             else:
                 delta = delta + step * grad / (_l2(grad) + 1e-12)
             delta = project(delta, eps, norm)
             delta = torch.clamp(x + delta, 0, 1) - x
-    return (x + delta).detach()
+    return torch.where(found.view(-1, *([1] * (x.ndim - 1))), best, x + delta).detach()
 
 
 def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *, eps,

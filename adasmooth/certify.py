@@ -18,7 +18,8 @@ h(x) = E[h̄(x+ξ)] used by Fig. SM1, batched over many inputs at once.  Its def
 vote of the base model (Cohen et al.'s smoothed classifier, and what the authors' Fig. SM1 code
 mixes); the softmax is an option.  Fig. SM1 plugs the estimate into Theorems 1 and 2 without a
 confidence bound, so at α = 1 an image whose n votes all agree gets an infinite Theorem 2 radius;
-:meth:`Smooth.certify` is the statistically sound certificate.
+:func:`bounded_probs` (used by :func:`mixed_certificates` when given the number of votes) replaces
+the estimate by Clopper-Pearson bounds, and :meth:`Smooth.certify` is Cohen et al.'s certificate.
 """
 from __future__ import annotations
 
@@ -358,17 +359,50 @@ def match_alpha(probs_g, probs_h, y, target: float, alphas=None) -> tuple[float,
     return float(grid[i]), float(accs[i])
 
 
-def mixed_certificates(probs_g, probs_h, y, alpha, sigma: float, lip=None) -> dict:
+def bounded_probs(probs_h, n: int, failure: float = 0.001) -> torch.Tensor:
+    """Sound stand-ins for Monte-Carlo estimates of h from n votes (Cohen et al.'s CERTIFY bound).
+
+    Row-wise: p̲_A = Clopper-Pearson (1-``failure``) lower bound of the top class's count, put at the
+    top class, and 1 - p̲_A (an upper bound for every other class, since they sum to ≤ 1 - h_A) at the
+    estimated runner-up; 0 elsewhere.  With probability ≥ 1 - failure, h_A ≥ p̲_A and h_i ≤ 1 - p̲_A,
+    so Theorems 1 and 2 evaluated on these rows give valid, finite radii.  float64 (N, C).
+    """
+    p = _probs(probs_h)
+    if p.shape[1] < 2:
+        raise ValueError(f"probs_h needs at least 2 classes, got {p.shape[1]}")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (noise draws per input) must be an int >= 1, got {n!r}")
+    top = p.topk(2, dim=1)
+    k = torch.round(top.values[:, 0] * n).long().clamp(0, n).numpy()
+    lo = torch.from_numpy(lower_confidence_bound(k, n, failure)).to(p)
+    out = torch.zeros_like(p)
+    out.scatter_(1, top.indices[:, :1], lo[:, None])
+    out.scatter_(1, top.indices[:, 1:2], (1 - lo)[:, None])
+    return out
+
+
+def mixed_certificates(probs_g, probs_h, y, alpha, sigma: float, lip=None, *, n: int | None = None,
+                       failure: float = 0.001) -> dict:
     """Fig. SM1's quantities for one α: h^α's clean accuracy, h's correctness, and the Theorem 1
-    (``lip``, default √(2/π)/σ) and Theorem 2 radii, set to 0 where h is wrong."""
+    (``lip``, default √(2/π)/σ) and Theorem 2 radii, set to 0 where h is wrong.
+
+    ``n=None`` plugs the estimates of h into the theorems (as the paper's Fig. SM1 does; at α = 1
+    a unanimous vote gets r = ∞).  With ``n`` (the number of votes behind ``probs_h``) the radii use
+    :func:`bounded_probs` instead: certificates that hold with probability ≥ 1 - ``failure``, and 0
+    wherever p̲_A ≤ 1/2.
+    """
     y = torch.as_tensor(y).cpu()
     ph = _probs(probs_h)
     h_ok = ph.argmax(1).cpu() == y
     lip = smoothed_lipschitz(sigma) if lip is None else lip
     zero = torch.zeros(len(y), dtype=torch.float64)
+    pc = ph
+    if n is not None:
+        pc = bounded_probs(ph, n, failure)
+        h_ok = h_ok & (pc.gather(1, ph.argmax(1, keepdim=True)).squeeze(1) > 0.5).cpu()  # p̲_A > 1/2
     return {"clean": mixed_accuracy(probs_g, ph, y, alpha), "h_correct": h_ok,
-            "lip": torch.where(h_ok, lipschitz_radius(ph, alpha, lip).cpu(), zero),
-            "rs": torch.where(h_ok, rs_radius(ph, alpha, sigma).cpu(), zero)}
+            "lip": torch.where(h_ok, lipschitz_radius(pc, alpha, lip).cpu(), zero),
+            "rs": torch.where(h_ok, rs_radius(pc, alpha, sigma).cpu(), zero)}
 
 
 def plot_certified_accuracy(r_grid, lip_curves: Mapping[str, np.ndarray], rs_curves: Mapping[str, np.ndarray],

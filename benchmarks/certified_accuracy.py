@@ -5,7 +5,9 @@ one-hot vote of the base model, or its softmax with --soft), g = fmnist-standard
 For σ in {0.25, 0.5} and α in {1, 0.76} it prints h^α's clean accuracy and the fraction of test
 images that are correct and certified at ℓ2 radius r in {0, 0.25, 0.5, 1.0} (r = 0 means radius > 0)
 under Theorem 1 (Lip = √(2/π)/σ) and Theorem 2, radii set to 0 where h is wrong, no abstention
-(as Fig. SM1).  It also prints Fig. SM1's matched comparison (σ = 0.5 mixed at the α whose clean
+(as Fig. SM1).  Each row comes twice: "plug-in" puts the Monte-Carlo estimate into the theorems, as the
+paper does (a unanimous vote gives r = ∞ at α = 1); "CP 0.001" uses Clopper-Pearson bounds
+(certify.bounded_probs), certificates that hold with probability ≥ 0.999.  It also prints Fig. SM1's matched comparison (σ = 0.5 mixed at the α whose clean
 accuracy matches σ = 0.25 at α = 1) and, with --cohen, Cohen et al.'s CERTIFY at α = 1 for reference.
 
 Usage: python benchmarks/certified_accuracy.py [--images 500] [--n 1000] [--cohen] [--soft]
@@ -35,7 +37,7 @@ def softmax_probs(model, x, device, bs=1000):
 def row(label, clean, cert_lip, cert_rs, n_inf):
     lip = "  ".join(f"{100 * v:8.2f}" for v in cert_lip)
     rs = "  ".join(f"{100 * v:8.2f}" for v in cert_rs)
-    return f"{label:30s} {100 * clean:6.2f} | {lip} | {rs} | {n_inf:5d}"
+    return f"{label:40s} {100 * clean:6.2f} | {lip} | {rs} | {n_inf:5d}"
 
 
 def main():
@@ -45,6 +47,8 @@ def main():
     p.add_argument("--batch-size", type=int, default=2000)
     p.add_argument("--soft", action="store_true", help="h̄ = softmax of the base model instead of its one-hot vote")
     p.add_argument("--cohen", action="store_true", help="also run Cohen et al.'s CERTIFY (n0=100, failure prob 0.001)")
+    p.add_argument("--failure", type=float, default=0.001,
+                   help="failure probability of the Clopper-Pearson-bounded rows (certify.bounded_probs)")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", default=None)
@@ -88,14 +92,18 @@ def main():
                 "certified": dict(zip(map(str, RADII), certify.certified_accuracy(rad, ok, RADII).tolist()))}
             print(f"  Cohen CERTIFY in {time.perf_counter() - t0:.1f} s", flush=True)
 
-    header = (f"{'h^alpha':30s} {'clean':>6s} | " + "  ".join(f"{'Lip ' + format(r, 'g'):>8s}" for r in RADII)
+    header = (f"{'h^alpha':40s} {'clean':>6s} | " + "  ".join(f"{'Lip ' + format(r, 'g'):>8s}" for r in RADII)
               + " | " + "  ".join(f"{'RS ' + format(r, 'g'):>8s}" for r in RADII) + " | RS=inf")
     print("\nClean and certified accuracy (%) at l2 radius r (r = 0: radius > 0); Lip = Theorem 1, "
           "RS = Theorem 2; RS=inf: images whose plug-in Theorem 2 radius is infinite (alpha = 1 and all "
           "n votes for one class, Phi^-1(1) = inf)\n" + header)
 
     def report(label, sigma, alpha):
-        res = certify.mixed_certificates(probs_g, probs_h[sigma], y, alpha, sigma)
+        for mode, kw in (("plug-in", {}), (f"CP {a.failure:g}", dict(n=a.n, failure=a.failure))):
+            one(f"{label} {mode}", sigma, alpha, kw)
+
+    def one(label, sigma, alpha, kw):
+        res = certify.mixed_certificates(probs_g, probs_h[sigma], y, alpha, sigma, **kw)
         lip = certify.certified_accuracy(res["lip"], res["h_correct"], RADII)
         rs = certify.certified_accuracy(res["rs"], res["h_correct"], RADII)
         results[label] = {"sigma": sigma, "alpha": alpha, "clean": res["clean"],
@@ -113,7 +121,7 @@ def main():
             report(f"sigma={sigma} alpha={alpha}", sigma, alpha)
     for key, val in results.items():
         if key.startswith("cohen"):
-            print(f"{key:30s} CERTIFY (n0=100, n={a.n}, failure prob 0.001): abstain "
+            print(f"{key:40s} CERTIFY (n0=100, n={a.n}, failure prob 0.001): abstain "
                   f"{100 * val['abstain']:.2f} %, certified " +
                   "  ".join(f"r={r}: {100 * v:.2f}" for r, v in val["certified"].items()))
 
@@ -127,7 +135,7 @@ def main():
     report(f"sigma=0.5 alpha={alpha_m:.3f}", 0.5, alpha_m)
 
     if a.plot:
-        keep = ["sigma=0.25 alpha=1 (baseline)", f"sigma=0.5 alpha={alpha_m:.3f}"]
+        keep = [f"sigma=0.25 alpha=1 (baseline) CP {a.failure:g}", f"sigma=0.5 alpha={alpha_m:.3f} CP {a.failure:g}"]
         certify.plot_certified_accuracy(grid, {k: curves_lip[k] for k in keep}, {k: curves_rs[k] for k in keep},
                                         clean={k: clean_dots[k] for k in keep}, path=a.plot)
         print(f"plot written to {a.plot}")

@@ -393,3 +393,43 @@ def test_plot_has_both_panels(tmp_path):
     fig = C.plot_certified_accuracy(grid, curves, curves, clean={"h^α": 0.85}, path=path)
     assert [ax.get_title() for ax in fig.axes] == ["Lip-based (Theorem 1)", "RS-based (Theorem 2)"]
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+# ---- confidence-bounded certificates from Monte-Carlo votes ----------------------------------
+def test_bounded_probs_are_clopper_pearson_and_give_finite_radii():
+    n = 1000
+    votes = torch.tensor([[1000, 0, 0], [900, 60, 40], [400, 350, 250]], dtype=torch.float64) / n
+    b = C.bounded_probs(votes, n, 0.001)
+    lo = beta_dist.ppf(0.001, [1000, 900, 400], [1, 101, 601])
+    np.testing.assert_allclose(b.max(1).values.numpy(), [lo[0], lo[1], max(lo[2], 1 - lo[2])], rtol=1e-12)
+    np.testing.assert_allclose(b.sum(1).numpy(), 1.0, rtol=1e-12)
+    assert b[1, 0] == pytest.approx(lo[1]) and b[1, 1] == pytest.approx(1 - lo[1]) and b[1, 2] == 0
+    # at α = 1 Theorem 2 on the bounded rows is Cohen's σΦ⁻¹(p̲_A): finite even for a unanimous vote
+    r = C.rs_radius(b[:2], 1.0, 0.5)
+    np.testing.assert_allclose(r.numpy(), 0.5 * norm.ppf(lo[:2]), rtol=1e-9)
+    assert C.rs_radius(votes[:1], 1.0, 0.5).item() == math.inf
+    with pytest.raises(ValueError, match="n "):
+        C.bounded_probs(votes, 0)
+
+
+def test_mixed_certificates_with_votes_match_cohen_certify_and_never_exceed_plug_in():
+    n = 500
+    rng = np.random.default_rng(0)
+    k = rng.integers(200, n + 1, size=200)
+    votes = np.zeros((200, 10))
+    votes[:, 3] = k
+    votes[:, 5] = n - k
+    ph = torch.tensor(votes / n)
+    pg = torch.full((200, 10), 0.1, dtype=torch.float64)
+    y = torch.full((200,), 3)
+    for alpha in (1.0, 0.9, 0.76):
+        plug = C.mixed_certificates(pg, ph, y, alpha, 0.25)
+        bnd = C.mixed_certificates(pg, ph, y, alpha, 0.25, n=n)
+        assert torch.isfinite(bnd["rs"]).all() and torch.isfinite(bnd["lip"]).all()
+        assert (bnd["rs"] <= plug["rs"] + 1e-12).all() and (bnd["lip"] <= plug["lip"] + 1e-12).all()
+        assert (bnd["rs"] > 0).any()
+        if alpha == 1.0:
+            lo = C.lower_confidence_bound(k, n, 0.001)
+            cohen = np.where(lo > 0.5, 0.25 * norm.ppf(np.clip(lo, 0.5, None)), 0.0)
+            np.testing.assert_allclose(bnd["rs"].numpy(), cohen, rtol=1e-9, atol=1e-12)
+    assert torch.isinf(C.mixed_certificates(pg, ph, y, 1.0, 0.25)["rs"]).any()  # k = n: plug-in radius ∞

@@ -1,6 +1,7 @@
 """Every notebook, run once through papermill with the smoke profile (one session fixture), judged by the
 numbers in its results JSON; the committed sources carry no outputs and declare typed parameters."""
 import time
+from statistics import NormalDist
 from types import SimpleNamespace
 
 import nbformat
@@ -164,6 +165,11 @@ def test_03_certified_radii(smoke):
     mix = next(k for k in lip if k.startswith("h^α"))
     if m["alpha"] < 0.5:
         assert max(rs[mix]) == 0
+    # Clopper-Pearson-bounded radii: finite, and at most Cohen's cap σΦ⁻¹(failure^(1/n)) of a unanimous vote
+    q = doc["params"]
+    assert q["failure_prob"] is not None
+    cap = max(q["sigma_h"], q["sigma_baseline"]) * NormalDist().inv_cdf(q["failure_prob"] ** (1 / q["n_samples"]))
+    assert 0 <= m["max_radius_rs"] <= cap + 1e-9
 
 
 def _check_calibrated(cell, target, n):
