@@ -36,16 +36,19 @@ def _zoo_train(args) -> int:
         return 2
     for n in todo:
         zoo.recipe(n)  # fail early on unknown names
+    cached = {n for n in todo if zoo.is_cached(n, ov, root=args.cache) and not args.force}
     for n in todo:
-        if zoo.is_cached(n, ov, root=args.cache) and not args.force:
+        if n in cached:
             print(f"{n}: cached")
-            continue
-        if args.force:
+        elif args.force:
             s = zoo.stem(n, ov, root=args.cache)
             for suf in (".pt", ".json"):
                 checkpoint.path_for(s, suf).unlink(missing_ok=True)
-        meta = zoo.train_model(n, overrides=ov, root=args.cache, device=args.device, progress=args.progress)
-        print(f"{n}: {meta['metrics']}")
+    metas = zoo.train_many(todo, overrides=ov, root=args.cache, device=args.device, jobs=args.jobs,
+                           progress=args.progress)
+    for n in todo:
+        if n not in cached:
+            print(f"{n}: {metas[n]['metrics']}")
     print(zoo.format_table(zoo.table(root=args.cache, overrides=ov)))
     return 0
 
@@ -83,6 +86,8 @@ def main(argv=None) -> int:
     zt.add_argument("--cache", default=None)
     zt.add_argument("--overrides", default=None, help="JSON object of recipe overrides, e.g. '{\"epochs\": 1}'")
     zt.add_argument("--device", default=None)
+    zt.add_argument("--jobs", type=int, default=None,
+                    help="CPU worker processes training models side by side (default: one per core)")
     zt.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     zt.set_defaults(func=_zoo_train)
 

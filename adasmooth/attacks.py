@@ -117,8 +117,9 @@ def _random_start(x, eps, norm, g):
 
 
 def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted, g):
-    """``steps`` signed (ℓ∞) or normalised (ℓ2) gradient steps, projected; per input, the first iterate
-    that reaches the goal (another class, or the target) is kept, as APGD keeps its best point."""
+    """``steps`` signed (ℓ∞) or normalised (ℓ2) gradient steps, projected.  Returns the final iterate,
+    except for inputs where it misses the goal (another class, or the target) but an earlier iterate
+    reached it: those get the latest such iterate (APGD likewise keeps its best point)."""
     delta = _random_start(x, eps, norm, g) if random_start else torch.zeros_like(x)
     best = x.clone()
     found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
@@ -129,7 +130,7 @@ def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted
         (grad,) = torch.autograd.grad(lval, delta)
         with torch.no_grad():
             pred = z.argmax(1)
-            hit = ((pred == y) if targeted else (pred != y)) & ~found
+            hit = (pred == y) if targeted else (pred != y)
             best[hit] = (x + delta)[hit]
             found |= hit
             if norm == "linf":
@@ -138,7 +139,13 @@ def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted
                 delta = delta + step * grad / (_l2(grad) + 1e-12)
             delta = project(delta, eps, norm)
             delta = torch.clamp(x + delta, 0, 1) - x
-    return torch.where(found.view(-1, *([1] * (x.ndim - 1))), best, x + delta).detach()
+    final = (x + delta).detach()
+    if found.any():
+        with torch.no_grad():
+            pred = model(final).argmax(1)
+        keep = found & ((pred != y) if targeted else (pred == y))
+        final[keep] = best[keep]
+    return final
 
 
 def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *, eps,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from dataclasses import dataclass, field, replace
@@ -211,6 +212,63 @@ def train_model(name: str, *, overrides: dict | None = None, root=None, device=N
         log.warning("%s misses its quality floors %s: %s", name, r.floors, metrics)
     distributed.barrier()
     return meta
+
+
+def _cost(name: str) -> int:
+    """Rough relative training cost of a recipe (epochs × forward-backward passes per batch)."""
+    t = recipe(name).train
+    attack = t.get("attack_steps", 0) + (1 if t["recipe"] == "trades" else 0) if t["recipe"] in ("pgd", "trades") else 0
+    return t["epochs"] * (1 + attack)
+
+
+def _train_worker(name: str, overrides: dict | None, root, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    return train_model(name, overrides=overrides, root=root, device="cpu")
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def train_many(names, *, overrides: dict | None = None, root=None, device=None, jobs: int | None = None,
+               progress: bool = False) -> dict[str, dict]:
+    """Train the recipes in ``names`` that are not cached; return {name: metadata} for all of them.
+
+    On a CPU, ``jobs`` worker processes (default: one per core, at most one per model) train one
+    model each at a time with cores // jobs threads, costliest recipes first: on 2 cores two
+    one-thread processes train the zoo faster than one process with two threads.  On CUDA (or with
+    ``jobs=1``) the models train one after the other in this process.  A model's numbers depend on
+    its thread count, so the same machine and ``jobs`` give the same checkpoints.
+    """
+    names = list(dict.fromkeys(names))
+    for n in names:
+        recipe(n)  # fail early on unknown names
+    todo = sorted((n for n in names if not is_cached(n, overrides, root)), key=_cost, reverse=True)
+    dev = get_device(device)
+    jobs = min(len(todo), cpu_cores()) if jobs is None else jobs
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    if dev.type != "cpu" or jobs == 1 or len(todo) <= 1:
+        for n in todo:
+            train_model(n, overrides=overrides, root=root, device=dev, progress=progress)
+    elif todo:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        from .runtime import progress_bar
+
+        threads = max(1, cpu_cores() // jobs)
+        log.info("training %d zoo models in %d processes x %d threads", len(todo), jobs, threads)
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futs = {pool.submit(_train_worker, n, overrides, root, threads): n for n in todo}
+            for f in progress_bar(as_completed(futs), progress=progress, total=len(futs), desc="zoo"):
+                f.result()  # re-raises a worker's error
+                log.info("trained %s", futs[f])
+    return {n: metadata(n, overrides, root) for n in names}
 
 
 @torch.no_grad()

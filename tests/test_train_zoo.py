@@ -176,3 +176,25 @@ def test_cli_list_and_train(tmp_path):
     row = [line for line in out.stdout.splitlines() if "fmnist-gauss-0.25" in line][0]
     assert "True" in row and "%" in row
     assert zoo.names()[:2] == ["fmnist-standard", "fmnist-linf-at"]
+
+
+def test_train_many_side_by_side_equals_one_by_one(tmp_path, one_thread, monkeypatch):
+    """Two one-thread worker processes give bit-identical checkpoints to training in this process
+    with one thread, costliest recipe first; cached models are not retrained."""
+    monkeypatch.setattr(zoo, "cpu_cores", lambda: 2)  # workers get 2 // 2 = 1 thread on any machine
+    ov = dict(TINY, train_subset=600, epochs=1, eval_n=50)
+    names = ["fmnist-standard", "fmnist-gauss-0.25"]
+    assert zoo._cost("fmnist-linf-at") > zoo._cost("fmnist-standard")
+    with pytest.raises(ValueError, match="jobs"):
+        zoo.train_many(names, overrides=ov, root=tmp_path / "x", device="cpu", jobs=0)
+    side = zoo.train_many(names, overrides=ov, root=tmp_path / "side", device="cpu", jobs=2)
+    one = zoo.train_many(names, overrides=ov, root=tmp_path / "one", device="cpu", jobs=1)
+    for n in names:
+        a = zoo.get(n, overrides=ov, root=tmp_path / "side", train_if_missing=False)
+        b = zoo.get(n, overrides=ov, root=tmp_path / "one", train_if_missing=False)
+        for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(v, w), (n, k)
+        assert side[n]["metrics"]["clean"] == one[n]["metrics"]["clean"]
+    stamp = checkpoint.path_for(zoo.stem(names[0], ov, tmp_path / "side"), ".pt").stat().st_mtime_ns
+    zoo.train_many(names, overrides=ov, root=tmp_path / "side", device="cpu", jobs=2)
+    assert checkpoint.path_for(zoo.stem(names[0], ov, tmp_path / "side"), ".pt").stat().st_mtime_ns == stamp
