@@ -249,7 +249,7 @@ def train_many(names, *, overrides: dict | None = None, root=None, device=None, 
         recipe(n)  # fail early on unknown names
     todo = sorted((n for n in names if not is_cached(n, overrides, root)), key=_cost, reverse=True)
     dev = get_device(device)
-    jobs = min(len(todo), cpu_cores()) if jobs is None else jobs
+    jobs = max(1, min(len(todo), cpu_cores())) if jobs is None else jobs
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
     if dev.type != "cpu" or jobs == 1 or len(todo) <= 1:

@@ -197,4 +197,6 @@ def test_train_many_side_by_side_equals_one_by_one(tmp_path, one_thread, monkeyp
         assert side[n]["metrics"]["clean"] == one[n]["metrics"]["clean"]
     stamp = checkpoint.path_for(zoo.stem(names[0], ov, tmp_path / "side"), ".pt").stat().st_mtime_ns
     zoo.train_many(names, overrides=ov, root=tmp_path / "side", device="cpu", jobs=2)
+    again = zoo.train_many(names, overrides=ov, root=tmp_path / "side", device="cpu")  # all cached, jobs chosen
+    assert again == side
     assert checkpoint.path_for(zoo.stem(names[0], ov, tmp_path / "side"), ".pt").stat().st_mtime_ns == stamp
