@@ -306,6 +306,11 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
     specs = [s for src, params in todo for s in model_specs(src, params)]
     zoo_rows = prepare_zoo(specs, overrides=every.profile.zoo_overrides, root=every.zoo_root, device=device,
                            progress=progress)
+    seen = {r["model"] for r in zoo_rows}
+    for name in dict.fromkeys(s for src, params in every.notebooks for s in model_specs(src, params)):
+        if resolve.kind(name) == "zoo" and name not in seen and zoo.is_cached(name, every.profile.zoo_overrides or None,
+                                                                              every.zoo_root):
+            zoo_rows.append({"model": name, "status": "cached", "seconds": 0.0})  # used by the notebooks left out
     outcomes, listed = [], []
     for src, params in every.notebooks:
         executed = every.out_root / src.name
@@ -355,7 +360,8 @@ def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: lis
              f"{prof.description}", "",
              f"torch {torch.__version__}, Python {platform.python_version()}, "
              f"{torch.get_num_threads()} CPU threads, CUDA {'available' if torch.cuda.is_available() else 'not available'}."
-             f" Wall time of this run: {total_seconds:.0f} s.", "",
+             f" Wall time of this run: {total_seconds:.0f} s; the notebooks' own times (as last run) add up to "
+             f"{sum(o.seconds for o in outcomes):.0f} s.", "",
              "## Timing", "", "| notebook | status | seconds | executed copy |", "|---|---|---|---|"]
     for o in outcomes:
         lines.append(f"| {o.name} | {o.status} | {o.seconds:.1f} | "
