@@ -41,9 +41,7 @@ def _zoo_train(args) -> int:
         if n in cached:
             print(f"{n}: cached")
         elif args.force:
-            s = zoo.stem(n, ov, root=args.cache)
-            for suf in (".pt", ".json"):
-                checkpoint.path_for(s, suf).unlink(missing_ok=True)
+            checkpoint.remove(zoo.stem(n, ov, root=args.cache))
     metas = zoo.train_many(todo, overrides=ov, root=args.cache, device=args.device, jobs=args.jobs,
                            progress=args.progress)
     for n in todo:

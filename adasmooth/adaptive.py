@@ -374,17 +374,11 @@ def train_mixing_network(g: nn.Module, h: nn.Module, x: torch.Tensor, y: torch.T
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _scheduler(opt, total, cfg.warmup_frac)
     hist = {"loss": [], "ce": [], "bce": [], "seconds": 0.0, "steps": 0}
-    if state_path is not None and checkpoint.path_for(state_path, ".json").exists():
-        try:
-            state, meta = checkpoint.load(state_path, map_location=device)
-            if meta.get("config") == cfg.to_dict():
-                net.load_state_dict(state["net"])
-                opt.load_state_dict(state["optimizer"])
-                sched.load_state_dict(state["scheduler"])
-                hist = meta["history"]
-                log.info("resuming the mixing network from step %d", hist["steps"])
-        except checkpoint.CheckpointError as e:
-            log.warning("ignoring unusable training state: %s", e)
+    meta = checkpoint.resume(state_path, cfg.to_dict(), {"net": net, "optimizer": opt, "scheduler": sched},
+                             map_location=device)
+    if meta is not None:
+        hist = meta["history"]
+        log.info("resuming the mixing network from step %d", hist["steps"])
     use_amp = cfg.amp and device.type == "cuda"
     last = total if max_steps is None else min(total, max_steps)
     bar = progress_bar(range(hist["steps"], last), progress=progress, desc="mixing network", leave=False)
@@ -500,8 +494,7 @@ def get_mixing_network(g_name: str, h_name: str, config: MixingConfig | None = N
                              "python": platform.python_version(), "adasmooth": zoo.__version__},
                 "device": str(device)}
         checkpoint.save(s, {k: v.detach().cpu() for k, v in model.net.state_dict().items()}, meta)
-        for suffix in (".pt", ".json"):
-            checkpoint.path_for(state_path, suffix).unlink(missing_ok=True)
+        checkpoint.remove(state_path)
     state, meta = checkpoint.load(s, map_location="cpu")
     if meta.get("config") != ident:
         raise checkpoint.CheckpointError(f"checkpoint {s} was made with another configuration")

@@ -118,10 +118,11 @@ def _random_start(x, eps, norm, g):
 
 def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted, g):
     """``steps`` signed (ℓ∞) or normalised (ℓ2) gradient steps, projected.  Returns the final iterate,
-    except for inputs where it misses the goal (another class, or the target) but an earlier iterate
-    reached it: those get the latest such iterate (APGD likewise keeps its best point)."""
+    and, per input, the latest evaluated iterate that reached the goal (another class, or the target)
+    with a mask of where one did: :func:`pgd` falls back to it where the final iterate misses
+    (APGD likewise keeps its best point)."""
     delta = _random_start(x, eps, norm, g) if random_start else torch.zeros_like(x)
-    best = x.clone()
+    reached = x.clone()
     found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     for _ in range(steps):
         delta.requires_grad_(True)
@@ -129,9 +130,8 @@ def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted
         lval = attack_loss(loss, z, y, targeted).sum()
         (grad,) = torch.autograd.grad(lval, delta)
         with torch.no_grad():
-            pred = z.argmax(1)
-            hit = (pred == y) if targeted else (pred != y)
-            best[hit] = (x + delta)[hit]
+            hit = _reached(z, y, targeted)
+            reached[hit] = (x + delta)[hit]
             found |= hit
             if norm == "linf":
                 delta = delta + step * grad.sign()
@@ -139,13 +139,13 @@ def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted
                 delta = delta + step * grad / (_l2(grad) + 1e-12)
             delta = project(delta, eps, norm)
             delta = torch.clamp(x + delta, 0, 1) - x
-    final = (x + delta).detach()
-    if found.any():
-        with torch.no_grad():
-            pred = model(final).argmax(1)
-        keep = found & ((pred != y) if targeted else (pred == y))
-        final[keep] = best[keep]
-    return final
+    return (x + delta).detach(), reached, found
+
+
+def _reached(z: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Inputs whose prediction argmax z reaches the attack's goal: the target y, or any class but y."""
+    pred = z.argmax(1)
+    return (pred == y) if targeted else (pred != y)
 
 
 def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *, eps,
@@ -175,13 +175,15 @@ def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch
         best, best_loss = xb.clone(), torch.full((xb.shape[0],), -float("inf"), device=x.device)
         done = torch.zeros(xb.shape[0], dtype=torch.bool, device=x.device)
         for _ in range(restarts):
-            adv = _pgd_batch(model, xb, yb, eps_t[sl], step_t[sl], steps, norm,
-                             random_start, loss, targeted, g)
+            adv, reached, found = _pgd_batch(model, xb, yb, eps_t[sl], step_t[sl], steps, norm,
+                                             random_start, loss, targeted, g)
             with torch.no_grad():
                 z = model(adv)
-                lv = attack_loss(loss, z, yb, targeted)
-                pred = z.argmax(1)
-                fooled = (pred == yb) if targeted else (pred != yb)
+                lv = attack_loss(loss, z, yb, targeted)  # only compared where no iterate reached the goal
+                fooled = _reached(z, yb, targeted)
+                back = found & ~fooled
+                adv[back] = reached[back]
+                fooled |= back
             better = ~done & (fooled | (lv > best_loss))
             best[better] = adv[better]
             best_loss = torch.where(better, lv, best_loss)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -112,6 +115,30 @@ def load(stem: str | os.PathLike, map_location: str | torch.device = "cpu") -> t
     except Exception as e:  # pragma: no cover - hash matched, so this is a torch incompatibility
         raise CheckpointError(f"checkpoint {pt} could not be loaded: {e}") from e
     return state, meta
+
+
+def remove(stem: str | os.PathLike) -> None:
+    """Delete checkpoint ``stem`` (its metadata first, so a half-deleted one reads as absent)."""
+    for suffix in (".json", ".pt"):
+        path_for(stem, suffix).unlink(missing_ok=True)
+
+
+def resume(stem: str | os.PathLike | None, config: dict, modules: dict, map_location="cpu") -> dict | None:
+    """Resume a training run: when ``stem`` holds a training state saved for ``config``, load
+    ``modules[key].load_state_dict(state[key])`` for each key and return the state's metadata;
+    otherwise (none, another configuration, or unusable: logged) return None."""
+    if stem is None or not path_for(stem, ".json").exists():
+        return None
+    try:
+        state, meta = load(stem, map_location=map_location)
+    except CheckpointError as e:
+        log.warning("ignoring unusable training state: %s", e)
+        return None
+    if meta.get("config") != config:
+        return None
+    for key, module in modules.items():
+        module.load_state_dict(state[key])
+    return meta
 
 
 def config_hash(config: dict) -> str:

@@ -234,8 +234,10 @@ def run_notebook(src: str | os.PathLike, params: dict, executed: str | os.PathLi
     return Outcome(src.stem, "ran", seconds, executed, res, doc=doc)
 
 
-def prepare_zoo(specs: list[str], *, overrides: dict | None, root, device=None, progress=False) -> list[dict]:
-    """Train the zoo models among ``specs`` that are not cached; return one timing row per zoo model."""
+def prepare_zoo(specs: list[str], *, overrides: dict | None, root, device=None, progress=False,
+                also: list[str] = ()) -> list[dict]:
+    """Train the zoo models among ``specs`` that are not cached; return one timing row per zoo model,
+    plus a "cached" row for each cached zoo model that only ``also`` names (never trained here)."""
     names = list(dict.fromkeys(s for s in specs if resolve.kind(s) == "zoo"))
     cached = {n for n in names if zoo.is_cached(n, overrides or None, root)}
     if len(cached) < len(names):
@@ -250,6 +252,9 @@ def prepare_zoo(specs: list[str], *, overrides: dict | None, root, device=None, 
                      "seconds": 0.0 if n in cached else round(m["train_seconds"] + m["eval_seconds"], 1)})
     if len(cached) < len(names):
         rows.append({"model": "(all, side by side)", "status": "wall time", "seconds": wall})
+    rows += [{"model": n, "status": "cached", "seconds": 0.0}
+             for n in dict.fromkeys(s for s in also if resolve.kind(s) == "zoo")
+             if n not in metas and zoo.is_cached(n, overrides or None, root)]
     return rows
 
 
@@ -304,13 +309,9 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
     todo = [(src, params) for src, params in every.notebooks if src.stem in chosen]
     t0 = time.perf_counter()
     specs = [s for src, params in todo for s in model_specs(src, params)]
+    left_out = [s for src, params in every.notebooks if src.stem not in chosen for s in model_specs(src, params)]
     zoo_rows = prepare_zoo(specs, overrides=every.profile.zoo_overrides, root=every.zoo_root, device=device,
-                           progress=progress)
-    seen = {r["model"] for r in zoo_rows}
-    for name in dict.fromkeys(s for src, params in every.notebooks for s in model_specs(src, params)):
-        if resolve.kind(name) == "zoo" and name not in seen and zoo.is_cached(name, every.profile.zoo_overrides or None,
-                                                                              every.zoo_root):
-            zoo_rows.append({"model": name, "status": "cached", "seconds": 0.0})  # used by the notebooks left out
+                           progress=progress, also=left_out)
     outcomes, listed = [], []
     for src, params in every.notebooks:
         executed = every.out_root / src.name

@@ -143,17 +143,11 @@ def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConf
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     opt, sched = _optimizer(model, cfg, steps_per_epoch)
     start_epoch, losses, seconds = 0, [], 0.0
-    if state_path is not None and checkpoint.path_for(state_path, ".json").exists():
-        try:
-            state, meta = checkpoint.load(state_path, map_location=device)
-            if meta.get("config") == cfg.to_dict():
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                sched.load_state_dict(state["scheduler"])
-                start_epoch, losses, seconds = meta["epoch"], meta["loss"], meta["seconds"]
-                log.info("resuming %s from epoch %d", cfg.recipe, start_epoch)
-        except checkpoint.CheckpointError as e:
-            log.warning("ignoring unusable training state: %s", e)
+    meta = checkpoint.resume(state_path, cfg.to_dict(), {"model": model, "optimizer": opt, "scheduler": sched},
+                             map_location=device)
+    if meta is not None:
+        start_epoch, losses, seconds = meta["epoch"], meta["loss"], meta["seconds"]
+        log.info("resuming %s from epoch %d", cfg.recipe, start_epoch)
     use_amp = cfg.amp and device.type == "cuda"
     world = distributed.world_size()
     net = distributed.wrap(model)

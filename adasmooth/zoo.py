@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing as mp
 import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import torch
 
 from . import checkpoint, data, distributed, models
 from .attacks import pgd
-from .runtime import batches, get_device, data_root
+from .runtime import batches, data_root, get_device, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +208,7 @@ def train_model(name: str, *, overrides: dict | None = None, root=None, device=N
             "device": str(device)}
     model_cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     meta = checkpoint.save(s, model_cpu_state, meta)
-    for suffix in (".pt", ".json"):
-        checkpoint.path_for(state_path, suffix).unlink(missing_ok=True)
+    checkpoint.remove(state_path)
     if not meta["floors_met"]:
         log.warning("%s misses its quality floors %s: %s", name, r.floors, metrics)
     distributed.barrier()
@@ -215,10 +216,11 @@ def train_model(name: str, *, overrides: dict | None = None, root=None, device=N
 
 
 def _cost(name: str) -> int:
-    """Rough relative training cost of a recipe (epochs × forward-backward passes per batch)."""
+    """Rough relative training cost of a recipe: epochs × forward-backward passes per batch
+    (PGD-AT adds its attack steps, TRADES one more for the clean KL term)."""
     t = recipe(name).train
-    attack = t.get("attack_steps", 0) + (1 if t["recipe"] == "trades" else 0) if t["recipe"] in ("pgd", "trades") else 0
-    return t["epochs"] * (1 + attack)
+    extra = {"pgd": t.get("attack_steps", 0), "trades": t.get("attack_steps", 0) + 1}.get(t["recipe"], 0)
+    return t["epochs"] * (1 + extra)
 
 
 def _train_worker(name: str, overrides: dict | None, root, threads: int) -> dict:
@@ -255,12 +257,7 @@ def train_many(names, *, overrides: dict | None = None, root=None, device=None, 
     if dev.type != "cpu" or jobs == 1 or len(todo) <= 1:
         for n in todo:
             train_model(n, overrides=overrides, root=root, device=dev, progress=progress)
-    elif todo:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        from .runtime import progress_bar
-
+    else:
         threads = max(1, cpu_cores() // jobs)
         log.info("training %d zoo models in %d processes x %d threads", len(todo), jobs, threads)
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
