@@ -99,6 +99,8 @@ def main(argv=None) -> int:
     r.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 02,04")
     r.add_argument("--device", default=None)
     r.add_argument("--force", action="store_true", help="rerun notebooks whose results are current")
+    r.add_argument("--jobs", type=int, default=None,
+                   help="notebooks run side by side on a CPU (default: one per core; 1 on a GPU)")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     r.set_defaults(func=_reproduce)
 

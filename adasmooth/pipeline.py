@@ -299,19 +299,81 @@ def plan(profile: str | profiles.Profile, *, only=None, device: str | None = Non
     return Plan(prof, out_root, fig_dir, zoo_root, todo)
 
 
+def _notebook_jobs(jobs: int | None, device: str | None, n: int) -> int:
+    """Notebooks run side by side: ``jobs``, by default one per CPU core on a CPU and 1 on a GPU."""
+    if jobs is None:
+        from .runtime import get_device
+
+        jobs = zoo.cpu_cores() if get_device(device).type == "cpu" else 1
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    return max(1, min(jobs, n))
+
+
+def _last_seconds(src: Path, params: dict) -> float:
+    """The notebook's run time recorded by its last successful run (0 when unknown)."""
+    try:
+        return float(results.read(results.path(params["out_dir"], src.stem))["pipeline"]["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _notebook_worker(src, params, executed, kw, threads):
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by the kernel papermill starts
+    os.environ["MKL_NUM_THREADS"] = str(threads)
+    return run_notebook(src, params, executed, **kw)
+
+
+def _report(o: Outcome) -> None:
+    print(f"{o.name:22s} {o.status:8s} {o.seconds:7.1f} s" + (f"  {o.error[:300]}" if o.error else ""), flush=True)
+
+
+def _run_all(todo: list, kw: dict, *, jobs: int) -> dict[str, Outcome]:
+    """Run ``[(src, params, executed)]``; with ``jobs > 1`` in that many worker processes (each kernel with
+    cores // jobs threads), the notebooks that took longest last time first.  Notebooks do not read each
+    other's results, so their order does not change any number."""
+    if jobs == 1:
+        out = {}
+        for src, params, executed in todo:
+            out[src.stem] = o = run_notebook(src, params, executed, **kw)
+            _report(o)
+        return out
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, zoo.cpu_cores() // jobs)
+    order = sorted(todo, key=lambda t: _last_seconds(t[0], t[1]), reverse=True)
+    log.info("running %d notebooks in %d processes x %d threads", len(order), jobs, threads)
+    out = {}
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futs = {pool.submit(_notebook_worker, src, params, executed, kw, threads): src.stem
+                for src, params, executed in order}
+        for f in as_completed(futs):
+            out[futs[f]] = o = f.result()
+            _report(o)
+    return out
+
+
 def run(profile: str | profiles.Profile, *, only=None, force: bool = False, device: str | None = None,
-        progress: bool = False, out_root=None, fig_dir=None, zoo_root=None, nb_dir=None) -> list[Outcome]:
-    """Validate (:func:`plan`), train missing zoo models, run the selected notebooks in order and write the
-    summary; return the selected notebooks' outcomes.  The summary also lists the notebooks left out by
-    ``only`` whose results are current (``--only 02`` does not drop the others from ``summary.md``)."""
+        progress: bool = False, out_root=None, fig_dir=None, zoo_root=None, nb_dir=None,
+        jobs: int | None = None) -> list[Outcome]:
+    """Validate (:func:`plan`), train missing zoo models, run the selected notebooks and write the
+    summary; return the selected notebooks' outcomes (in notebook order).  On a CPU ``jobs`` notebooks
+    (default: one per core) run side by side, each kernel with cores // jobs threads.  The summary also
+    lists the notebooks left out by ``only`` whose results are current (``--only 02`` does not drop
+    the others from ``summary.md``)."""
     every = plan(profile, device=device, out_root=out_root, fig_dir=fig_dir, zoo_root=zoo_root, nb_dir=nb_dir)
     chosen = {p.stem for p in select([src for src, _ in every.notebooks], only)}
     todo = [(src, params) for src, params in every.notebooks if src.stem in chosen]
+    jobs = _notebook_jobs(jobs, device, len(todo))  # checked before any training
     t0 = time.perf_counter()
     specs = [s for src, params in todo for s in model_specs(src, params)]
     left_out = [s for src, params in every.notebooks if src.stem not in chosen for s in model_specs(src, params)]
     zoo_rows = prepare_zoo(specs, overrides=every.profile.zoo_overrides, root=every.zoo_root, device=device,
                            progress=progress, also=left_out)
+    kw = dict(force=force, timeout=every.profile.execution_timeout, progress=progress, profile=every.profile.name)
+    done = _run_all([(src, params, every.out_root / src.name) for src, params in todo], kw,
+                    jobs=jobs)
     outcomes, listed = [], []
     for src, params in every.notebooks:
         executed = every.out_root / src.name
@@ -321,12 +383,8 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
                 doc = results.read(res)
                 listed.append(Outcome(src.stem, "current", doc["pipeline"]["seconds"], executed, res, doc=doc))
             continue
-        o = run_notebook(src, params, executed, force=force, timeout=every.profile.execution_timeout,
-                         progress=progress, profile=every.profile.name)
-        print(f"{o.name:22s} {o.status:8s} {o.seconds:7.1f} s" + (f"  {o.error[:300]}" if o.error else ""),
-              flush=True)
-        outcomes.append(o)
-        listed.append(o)
+        outcomes.append(done[src.stem])
+        listed.append(done[src.stem])
     write_summary(every.out_root / "summary.md", every.profile, listed, zoo_rows, time.perf_counter() - t0)
     return outcomes
 
@@ -392,7 +450,8 @@ def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: lis
 
 def main(args) -> int:
     """Entry point of ``python -m adasmooth reproduce``; returns the exit status (1 when a notebook failed)."""
-    outcomes = run(args.profile, only=args.only, force=args.force, device=args.device, progress=args.progress)
+    outcomes = run(args.profile, only=args.only, force=args.force, device=args.device, progress=args.progress,
+                   jobs=args.jobs)
     failed = [o.name for o in outcomes if o.status == "failed"]
     out = outcomes[0].results.parent if outcomes else ""
     print(f"summary: {out}/summary.md" + (f"; FAILED: {', '.join(failed)}" if failed else ""))

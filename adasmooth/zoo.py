@@ -72,10 +72,10 @@ _add(Recipe("fmnist-linf-at", "fashion-mnist", "small_cnn",
             dict(_FM, recipe="pgd", epochs=4, eps=0.1, norm="linf", attack_steps=3, step_size=0.04),
             floors={"clean": 0.82, "robust": 0.70}, description="h: ℓ∞ PGD-AT, ε = 0.1"))
 _add(Recipe("fmnist-l2-at", "fashion-mnist", "small_cnn",
-            dict(_FM, recipe="pgd", epochs=4, eps=FMNIST_L2_EPS, norm="l2", attack_steps=3, step_size=0.4),
+            dict(_FM, recipe="pgd", epochs=3, eps=FMNIST_L2_EPS, norm="l2", attack_steps=3, step_size=0.4),
             description="h: ℓ2 PGD-AT, ε = 1.0"))
 _add(Recipe("fmnist-trades", "fashion-mnist", "small_cnn",
-            dict(_FM, recipe="trades", epochs=4, eps=0.1, norm="linf", attack_steps=3, step_size=0.04,
+            dict(_FM, recipe="trades", epochs=3, eps=0.1, norm="linf", attack_steps=3, step_size=0.04,
                  trades_beta=6.0),
             description="h: TRADES, ε = 0.1, β = 6"))
 for _s in (0.12, 0.25, 0.5, 1.0):

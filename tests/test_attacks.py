@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from adasmooth import MixedClassifier
-from adasmooth.attacks import (attack_loss, autoattack, dlr_targeted_loss, margin, pgd, pgd_targeted, predict,
+from adasmooth.attacks import (apgd_targeted, attack_loss, autoattack, dlr_targeted_loss, margin, pgd, pgd_targeted, predict,
                                transfer, worst_case)
 
 
@@ -120,6 +120,23 @@ def test_autoattack_wrapper(h_model, batch):
         autoattack(h_model, x, y, eps=0.1, attacks=("apgd-xx",))
     with pytest.raises(ValueError, match="norm"):
         autoattack(h_model, x, y, eps=0.1, norm="l1")
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    autoattack(h_model, x[:8], y[:8], **kw)
+    assert torch.equal(torch.rand(3), before)  # pyautoattack's reseeding does not leak to the caller
+
+
+def test_apgd_targeted(h_model, batch):
+    pytest.importorskip("pyautoattack")
+    x, y = batch[0][:40], batch[1][:40]
+    adv = apgd_targeted(h_model, x, y, eps=0.1, n_iter=10, n_targets=2)
+    assert adv.shape == x.shape and (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    assert acc(h_model, adv, y) < acc(h_model, x, y) - 0.1
+    assert torch.equal(adv, apgd_targeted(h_model, x, y, eps=0.1, n_iter=10, n_targets=2))
+    three = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 3))
+    with pytest.raises(ValueError, match="at least 4 classes"):
+        apgd_targeted(three, x[:4], y[:4] % 3, eps=0.1, n_iter=2)
 
 
 def test_worst_case_is_below_every_attack_and_transfer_uses_the_source(g_model, h_model, batch):
@@ -142,3 +159,26 @@ def test_worst_case_is_below_every_attack_and_transfer_uses_the_source(g_model, 
     assert wc.correct.float().mean() <= min(ok.float().mean() for ok in wc.per_attack.values())
     with pytest.raises(ValueError, match="attacks"):
         worst_case(mix, x, y, {})
+
+
+def test_worst_case_runs_only_robust_attacks_on_the_survivors(g_model, h_model, batch):
+    x, y = batch[0][:60], batch[1][:60]
+    mix = MixedClassifier(g_model, h_model, 0.7)
+    seen = []
+
+    def costly(model, xx, yy):  # records which inputs it was given
+        seen.append(xx.clone())
+        return pgd(model, xx, yy, eps=0.1, steps=5, loss="dlr", random_start=False)
+
+    ce = partial(pgd, eps=0.1, steps=5, random_start=False)
+    wc = worst_case(mix, x, y, {"costly": costly, "ce": ce}, only_robust=["costly"])
+    survivors = (predict(mix, x) == y) & wc.per_attack["ce"]
+    assert 0 < survivors.sum() < len(x)
+    (given,) = seen
+    assert torch.equal(given, x[survivors])          # run after "ce", on what it left correct only
+    assert torch.equal(wc.per_attack["costly"], wc.correct)  # its column is the cumulative worst case
+    alone = predict(mix, pgd(mix, x, y, eps=0.1, steps=5, loss="dlr", random_start=False)) == y
+    # the same verdict as running it on every input (up to a float-rounding flip from the batch size)
+    assert (wc.correct != (survivors & alone)).sum() <= 1
+    with pytest.raises(ValueError, match="only_robust"):
+        worst_case(mix, x, y, {"ce": ce}, only_robust=["nope"])

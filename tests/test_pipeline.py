@@ -223,7 +223,7 @@ def test_main_returns_1_when_a_notebook_fails(nb_dir, tmp_path, monkeypatch, cap
     monkeypatch.setattr(pipeline, "PROJECT", tmp_path)
 
     class Args:
-        profile, only, force, device, progress = "test", "00", False, None, False
+        profile, only, force, device, progress, jobs = "test", "00", False, None, False, 1
 
     assert pipeline.main(Args) == 1
     assert "FAILED: 00_first" in capsys.readouterr().out
@@ -287,3 +287,32 @@ def test_results_write_is_json_with_ordered_tables_and_no_nan(tmp_path):
     with pytest.raises(ValueError, match="rows\\[0\\] has 2 cells"):
         results.table(["a"], [[1, 2]])
     assert not list((tmp_path / "r").glob(".*tmp"))  # atomic write leaves no temporary file
+
+
+TIMED = '''\
+import os, time, torch
+from adasmooth import results
+t0 = time.time()
+time.sleep(pause)
+results.write(out_dir, NAME, params={}, metrics={"threads": torch.get_num_threads(), "start": t0,
+                                                 "end": time.time(), "omp": os.environ.get("OMP_NUM_THREADS")})
+'''
+
+
+def test_notebooks_run_side_by_side_with_their_share_of_the_cores(tmp_path, monkeypatch):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    for stem in ("00_a", "01_b", "02_c"):
+        _notebook(d / f"{stem}.ipynb", params="pause = 0.0  # type: float\nout_dir = '.'  # type: str\n",
+                  body=TIMED)
+    prof = profiles.Profile("test", "side by side", common={"pause": 4.0}, notebooks={})
+    monkeypatch.setattr(pipeline.zoo, "cpu_cores", lambda: 4)  # 4 cores, 2 jobs -> 2 threads per kernel
+    out = pipeline.run(prof, out_root=tmp_path / "out", nb_dir=d, jobs=2)
+    assert [o.name for o in out] == ["00_a", "01_b", "02_c"] and {o.status for o in out} == {"ran"}
+    m = [o.doc["metrics"] for o in out]
+    assert {x["threads"] for x in m} == {2} and {x["omp"] for x in m} == {"2"}
+    spans = sorted((x["start"], x["end"]) for x in m)
+    assert spans[1][0] < spans[0][1], "two notebooks should have run at the same time"
+    assert pipeline.run(prof, out_root=tmp_path / "out", nb_dir=d, jobs=2)[0].status == "current"
+    with pytest.raises(ValueError, match="jobs must be an int >= 1"):
+        pipeline.run(prof, out_root=tmp_path / "out", nb_dir=d, jobs=0, force=True)
