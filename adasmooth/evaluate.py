@@ -4,8 +4,8 @@ The attacked ("robust") accuracy is a per-input worst case: an input counts only
 right on it and on the example of every attack (CE-PGD, DLR-PGD and APGD-T on the mix itself, and
 PGD examples crafted on g alone and on h alone, transferred to the mix; the paper plots
 min(transfer, direct)).  CE-PGD alone overestimates the robustness of a mixture, and so does
-fixed-step targeted PGD: on the default zoo (500 images) the set with targeted DLR-PGD-20 instead
-of APGD-T read 3.2 points above AutoAttack at α = 0.5 and 2.4 at α = 1.
+fixed-step PGD: on the default zoo (500 images, ℓ∞ 0.1) the set without APGD-T read up to 5.6 points
+above AutoAttack (at α = 0.5); with APGD-T (100 iterations, 3 targets) at most 0.4 points.
 """
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def log_grid(lo: float, hi: float, n: int, ends: bool = True) -> list[float]:
 # The zoo variants the smoke profile trains in seconds (same as the tests' TINY fixture, so they share caches).
 SMOKE_ZOO = {"train_subset": 3000, "epochs": 2, "eval_n": 200}
 
-_SMOKE_MIX = dict(n_train=64, epochs=1, mix_batch_size=32, mix_steps_df=2, mix_width=8, n_eval=30, steps=1)
+_SMOKE_MIX = dict(n_train=64, epochs=1, mix_batch_size=32, mix_steps_df=2, mix_width=8, n_eval=30, steps=1, apgd_iter=5)
 
 SMOKE = Profile(
     "smoke",

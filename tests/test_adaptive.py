@@ -207,7 +207,8 @@ def test_calibrate_constant_alpha_hits_target(g_model, h_model, test_batch):
 
 def test_robust_accuracy_reports_both_threats(model, test_batch):
     x, y = test_batch[0][:24], test_batch[1][:24]
-    r = robust_accuracy_adaptive(model, x, y, eps=0.1, steps=3, alpha_weights=(0.0, 0.3), device="cpu")
+    r = robust_accuracy_adaptive(model, x, y, eps=0.1, steps=3, alpha_weights=(0.0, 0.3), apgd_iter=0,
+                                 device="cpu")
     pa = r["per_attack"]
     assert set(pa) == {"full/ce/w=0", "full/ce/w=0.3", "full/margin/w=0", "full/margin/w=0.3",
                        "detached/ce", "detached/margin"}
@@ -215,6 +216,13 @@ def test_robust_accuracy_reports_both_threats(model, test_batch):
     assert r["full"] <= min(v for k, v in pa.items() if k.startswith("full"))
     assert r["detached"] <= min(pa["detached/ce"], pa["detached/margin"])
     assert r["worst"] < r["clean"]  # PGD finds some adversarial examples on this tiny model
+    # APGD-T through α_θ runs on what PGD left correct: never above the PGD-only numbers
+    a = robust_accuracy_adaptive(model, x, y, eps=0.1, steps=3, alpha_weights=(0.0, 0.3), apgd_iter=10,
+                                 device="cpu")
+    assert a["per_attack"]["full/apgd-t"] == a["full"] <= r["full"]
+    assert a["detached"] == r["detached"] and a["worst"] <= r["worst"]
+    with pytest.raises(ValueError, match="apgd_iter"):
+        robust_accuracy_adaptive(model, x, y, eps=0.1, steps=1, apgd_iter=-1)
 
 
 def test_get_mixing_network_trains_caches_and_reloads(tiny_zoo, zoo_cache, test_batch):
