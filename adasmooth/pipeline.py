@@ -310,12 +310,15 @@ def _notebook_jobs(jobs: int | None, device: str | None, n: int) -> int:
     return max(1, min(jobs, n))
 
 
-def _last_seconds(src: Path, params: dict) -> float:
-    """The notebook's run time recorded by its last successful run (0 when unknown)."""
-    try:
-        return float(results.read(results.path(params["out_dir"], src.stem))["pipeline"]["seconds"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0.0
+def _last_seconds(src: Path, params: dict, profile: str = "") -> float:
+    """The notebook's run time recorded by its last successful run in ``out_dir``, else in the project's
+    committed ``results/<profile>/`` (0 when unknown)."""
+    for folder in (params["out_dir"], PROJECT / "results" / profile if profile else None):
+        try:
+            return float(results.read(results.path(folder, src.stem))["pipeline"]["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return 0.0
 
 
 def _notebook_worker(src, params, executed, kw, threads):
@@ -342,7 +345,7 @@ def _run_all(todo: list, kw: dict, *, jobs: int) -> dict[str, Outcome]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     threads = max(1, zoo.cpu_cores() // jobs)
-    order = sorted(todo, key=lambda t: _last_seconds(t[0], t[1]), reverse=True)
+    order = sorted(todo, key=lambda t: _last_seconds(t[0], t[1], kw.get("profile", "")), reverse=True)
     log.info("running %d notebooks in %d processes x %d threads", len(order), jobs, threads)
     out = {}
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
