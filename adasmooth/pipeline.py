@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checkpoint, profiles, resolve, results, zoo
+from .runtime import get_device
 
 log = logging.getLogger(__name__)
 
@@ -302,8 +303,6 @@ def plan(profile: str | profiles.Profile, *, only=None, device: str | None = Non
 def _notebook_jobs(jobs: int | None, device: str | None, n: int) -> int:
     """Notebooks run side by side: ``jobs``, by default one per CPU core on a CPU and 1 on a GPU."""
     if jobs is None:
-        from .runtime import get_device
-
         jobs = zoo.cpu_cores() if get_device(device).type == "cpu" else 1
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
