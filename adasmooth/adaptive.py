@@ -21,7 +21,7 @@ Threat models.  The supplement's "Setting A/B" are not defined in what we have, 
   w·BCE(γ, 1) to push α_θ toward the non-robust g (evaluated at w = 0 and w = 0.2 by default).
 
 ``robust_accuracy_adaptive`` reports ``full`` and the per-sample worst case over both threats
-(and over the attack losses).  Under ``full`` it also runs APGD-T (pyautoattack) on the whole
+(and over the attack losses, and examples transferred from g and h alone).  Under ``full`` it also runs APGD-T (pyautoattack) on the whole
 mixed model, on the inputs PGD left correct: on the default zoo, PGD-20 read 57 % where APGD-T
 found 36.5 % (Sigmoid scale 2, 200 images).  Calibration (``calibrate_shift``) moves the head's shift so that
 the clean accuracy hits a target, as the supplement does at 90 % ± 0.02 pt on CIFAR-10;
@@ -244,19 +244,28 @@ def _correct(model, x, y, batch_size=500) -> torch.Tensor:
 def robust_accuracy_adaptive(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Tensor, *, eps: float,
                              steps: int = 20, norm: str = "linf", losses=EVAL_LOSSES, alpha_weights=(0.0, 0.2),
                              random_start: bool = True, seed: int = 0, batch_size: int = 250,
-                             apgd_iter: int = 100, n_targets: int = 3, device=None, progress: bool = False) -> dict:
+                             apgd_iter: int = 100, n_targets: int = 3, transfer: bool = True,
+                             surrogate_scale: float | None = None, device=None, progress: bool = False) -> dict:
     """Clean and attacked accuracy of h^{α_θ} under both threat models.
 
     ``full`` runs one PGD-``steps`` attack per loss in ``losses`` and per attacker weight w in
-    ``alpha_weights``, then APGD-T (``apgd_iter`` iterations, ``n_targets`` classes; 0: skip) on
-    the whole model (gradients through α_θ), only on the inputs the PGD attacks left correct;
-    ``detached`` one PGD per loss.  Returns ``{"clean", "full", "detached", "worst",
-    "per_attack": {"full/ce/w=0.2": ..., "full/apgd-t": ..., "detached/margin": ...}, "n"}`` where
-    ``full`` and ``detached`` are per-sample worst cases within a threat model and ``worst`` over
-    both (``full/apgd-t`` is cumulative: correct under every full-threat attack).
+    ``alpha_weights``; ``detached`` one PGD per loss.  With ``transfer``, CE-PGD examples crafted
+    on g alone and on h alone are tried too (they need no gradient of α_θ, so they count under
+    both threats).  With ``surrogate_scale`` below the head's Sigmoid scale s, a saturated Sigmoid
+    cannot hide α_θ's gradient: PGD (each loss, the largest w) also attacks a surrogate whose γ is
+    divided by T = s / surrogate_scale (α_θ on the same side of 1/2, softer), and its examples are
+    judged on the model itself (``full/surrogate/<loss>``).  Last, APGD-T (``apgd_iter``
+    iterations, ``n_targets`` classes; 0: skip) on the whole model (gradients through α_θ), only on
+    the inputs every full-threat attack left correct.
+    Returns ``{"clean", "full", "detached", "worst", "per_attack": {"full/ce/w=0.2": ...,
+    "transfer/g": ..., "full/apgd-t": ..., "detached/margin": ...}, "n"}`` where ``full`` and
+    ``detached`` are per-sample worst cases within a threat model and ``worst`` over both
+    (``full/apgd-t`` is cumulative: correct under every full-threat attack).
     """
     if not isinstance(apgd_iter, int) or apgd_iter < 0:
         raise ValueError(f"apgd_iter must be an int >= 0 (0: no APGD-T), got {apgd_iter!r}")
+    if surrogate_scale is not None and not (math.isfinite(surrogate_scale) and surrogate_scale > 0):
+        raise ValueError(f"surrogate_scale must be a finite number > 0 or None, got {surrogate_scale!r}")
     device = get_device(device)
     model = model.to(device)
     x, y = x.to(device), y.to(device)
@@ -274,6 +283,30 @@ def robust_accuracy_adaptive(model: AdaptiveMixedClassifier, x: torch.Tensor, y:
             ok = _correct(model, adv, y) & clean
         per_attack[f"{threat}/{loss}" + (f"/w={w:g}" if threat == "full" else "")] = ok.float().mean().item()
         per_threat[threat] &= ok
+    scale, shift = float(model.net.scale), float(model.net.shift)
+    if surrogate_scale is not None and surrogate_scale < scale:
+        temp = scale / surrogate_scale
+        for loss in losses:
+            model.net.set_head(scale / temp, shift / temp)
+            try:
+                adv = attack_adaptive(model, x, y, threat="full", eps=eps, steps=steps, norm=norm, loss=loss,
+                                      alpha_weight=max(alpha_weights), random_start=random_start, seed=seed,
+                                      batch_size=batch_size, progress=progress)
+            finally:
+                model.net.set_head(scale, shift)
+            with _eval_mode(model):
+                ok = _correct(model, adv, y) & clean
+            per_attack[f"full/surrogate/{loss}"] = ok.float().mean().item()
+            per_threat["full"] &= ok
+    if transfer:  # crafted on g or h alone: the same examples under either threat model
+        for name, source in (("g", model.g), ("h", model.h)):
+            adv = pgd(source, x, y, eps=eps, steps=steps, norm=norm, loss="ce", random_start=random_start,
+                      seed=seed, batch_size=batch_size)
+            with _eval_mode(model):
+                ok = _correct(model, adv, y) & clean
+            per_attack[f"transfer/{name}"] = ok.float().mean().item()
+            for t in THREATS:
+                per_threat[t] &= ok
     if apgd_iter:
         idx = per_threat["full"].nonzero().flatten()
         if len(idx):

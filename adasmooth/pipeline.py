@@ -9,7 +9,9 @@
 3. run each notebook (``papermill.execute_notebook``, cwd = the notebooks folder), unless its results are
    current: same parameters, same notebook code, same input files (the sha256 of every zoo checkpoint or
    model module it recorded).  Executed copies and results JSON go to ``results/<profile>/``; a failed
-   notebook leaves its executed copy there for inspection;
+   notebook leaves its executed copy there for inspection.  On a CPU, steps 2 and 3 share one pool of
+   worker processes (one per core): a notebook starts as soon as the zoo models it names are cached,
+   and the work heading the longest chain goes first (:func:`schedule`);
 4. write ``results/<profile>/summary.md`` with every table, figure and timing.
 
 Parameter types come from the ``# type: ...`` comment of each parameter line (``int``, ``float``, ``str``,
@@ -24,6 +26,7 @@ import json
 import logging
 import os
 import time
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,28 +238,40 @@ def run_notebook(src: str | os.PathLike, params: dict, executed: str | os.PathLi
     return Outcome(src.stem, "ran", seconds, executed, res, doc=doc)
 
 
+def _zoo_names(specs) -> list[str]:
+    return list(dict.fromkeys(s for s in specs if resolve.kind(s) == "zoo"))
+
+
+def _zoo_rows(names: list[str], trained: dict, *, overrides, root, wall: float | None, also=()) -> list[dict]:
+    """One timing row per zoo model in ``names`` (``trained``: name -> seconds, for those this run trained),
+    a wall-time row when any was trained, and a "cached" row for each cached model only ``also`` names."""
+    rows = [{"model": n, "status": "trained" if n in trained else "cached", "seconds": round(trained.get(n, 0.0), 1)}
+            for n in names]
+    if trained and wall is not None:
+        rows.append({"model": "(all, side by side)", "status": "wall time", "seconds": round(wall, 1)})
+    rows += [{"model": n, "status": "cached", "seconds": 0.0} for n in _zoo_names(also)
+             if n not in names and zoo.is_cached(n, overrides or None, root)]
+    return rows
+
+
+def _trained_seconds(name: str, overrides, root) -> float:
+    m = zoo.metadata(name, overrides or None, root)["metrics"]
+    return m["train_seconds"] + m["eval_seconds"]
+
+
 def prepare_zoo(specs: list[str], *, overrides: dict | None, root, device=None, progress=False,
                 also: list[str] = ()) -> list[dict]:
     """Train the zoo models among ``specs`` that are not cached; return one timing row per zoo model,
     plus a "cached" row for each cached zoo model that only ``also`` names (never trained here)."""
-    names = list(dict.fromkeys(s for s in specs if resolve.kind(s) == "zoo"))
-    cached = {n for n in names if zoo.is_cached(n, overrides or None, root)}
-    if len(cached) < len(names):
-        log.info("training zoo models %s", [n for n in names if n not in cached])
+    names = _zoo_names(specs)
+    missing = [n for n in names if not zoo.is_cached(n, overrides or None, root)]
+    if missing:
+        log.info("training zoo models %s", missing)
     t0 = time.perf_counter()
-    metas = zoo.train_many(names, overrides=overrides or None, root=root, device=device, progress=progress)
-    wall = round(time.perf_counter() - t0, 1)
-    rows = []
-    for n in names:
-        m = metas[n]["metrics"]
-        rows.append({"model": n, "status": "cached" if n in cached else "trained",
-                     "seconds": 0.0 if n in cached else round(m["train_seconds"] + m["eval_seconds"], 1)})
-    if len(cached) < len(names):
-        rows.append({"model": "(all, side by side)", "status": "wall time", "seconds": wall})
-    rows += [{"model": n, "status": "cached", "seconds": 0.0}
-             for n in dict.fromkeys(s for s in also if resolve.kind(s) == "zoo")
-             if n not in metas and zoo.is_cached(n, overrides or None, root)]
-    return rows
+    zoo.train_many(names, overrides=overrides or None, root=root, device=device, progress=progress)
+    wall = time.perf_counter() - t0
+    return _zoo_rows(names, {n: _trained_seconds(n, overrides, root) for n in missing}, overrides=overrides,
+                     root=root, wall=wall, also=also)
 
 
 @dataclass
@@ -330,30 +345,132 @@ def _report(o: Outcome) -> None:
     print(f"{o.name:22s} {o.status:8s} {o.seconds:7.1f} s" + (f"  {o.error[:300]}" if o.error else ""), flush=True)
 
 
-def _run_all(todo: list, kw: dict, *, jobs: int) -> dict[str, Outcome]:
-    """Run ``[(src, params, executed)]``; with ``jobs > 1`` in that many worker processes (each kernel with
-    cores // jobs threads), the notebooks that took longest last time first.  Notebooks do not read each
-    other's results, so their order does not change any number."""
-    if jobs == 1:
-        out = {}
-        for src, params, executed in todo:
-            out[src.stem] = o = run_notebook(src, params, executed, **kw)
-            _report(o)
-        return out
+def _run_serial(todo: list, kw: dict) -> dict[str, Outcome]:
+    """Run ``[(src, params, executed)]`` one after the other in this process."""
+    out = {}
+    for src, params, executed in todo:
+        out[src.stem] = o = run_notebook(src, params, executed, **kw)
+        _report(o)
+    return out
+
+
+def zoo_estimate(name: str) -> float:
+    """Rough one-thread CPU seconds to train and evaluate zoo recipe ``name``: 50 s per unit of
+    ``zoo._cost`` (on 2 CPU cores: standard 156 s for 5 units, ℓ∞-AT 800 s for 16, ℓ2-AT 604 s for 12,
+    TRADES 740 s for 15).  Used only to order the work."""
+    return 50.0 * zoo._cost(name)
+
+
+def schedule(tasks: dict, needs: dict, estimate: dict, jobs: int, executor) -> dict:
+    """Run ``tasks`` (key -> (fn, args)) on ``executor``, at most ``jobs`` at a time, a task only once the
+    tasks in ``needs[key]`` have succeeded.  Among the ready tasks the one heading the longest chain
+    of estimated seconds (its own ``estimate`` plus the longest chain waiting on it) starts first
+    (critical-path list scheduling; ties: the first listed).  Returns key -> ``("ok", result)``,
+    ``("error", exception)`` or ``("skipped", [the failed or skipped tasks it needed])``."""
+    waiting_on = {k: set(needs.get(k, ())) for k in tasks}
+    unknown = {d for ds in waiting_on.values() for d in ds} - set(tasks)
+    if unknown:
+        raise ValueError(f"needs names tasks that do not exist: {sorted(map(str, unknown))}")
+    level: dict = {}
+
+    def chain(k, seen=()):
+        if k in seen:
+            raise ValueError(f"needs holds a cycle through {k!r}")
+        if k not in level:
+            level[k] = estimate.get(k, 0.0) + max((chain(d, (*seen, k)) for d in tasks if k in waiting_on[d]),
+                                                  default=0.0)
+        return level[k]
+
+    for k in tasks:
+        chain(k)
+    done: dict = {}
+    pending = list(tasks)
+    running = {}
+    while pending or running:
+        while True:  # a task whose need failed (or was skipped) is skipped, transitively
+            bad = {k: [d for d in waiting_on[k] if d in done and done[d][0] != "ok"] for k in pending}
+            bad = {k: v for k, v in bad.items() if v}
+            if not bad:
+                break
+            for k, v in bad.items():
+                pending.remove(k)
+                done[k] = ("skipped", v)
+        ready = [k for k in pending if all(d in done for d in waiting_on[k])]
+        while ready and len(running) < jobs:
+            k = max(ready, key=lambda t: level[t])
+            ready.remove(k)
+            pending.remove(k)
+            fn, args = tasks[k]
+            running[executor.submit(fn, *args)] = k
+        if not running:
+            break
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for f in finished:
+            k = running.pop(f)
+            err = f.exception()
+            done[k] = ("error", err) if err is not None else ("ok", f.result())
+    return done
+
+
+def _run_side_by_side(todo: list, kw: dict, *, jobs: int, zoo_todo: list[str], zoo_needs: dict, overrides,
+                      root) -> tuple[dict[str, Outcome], dict[str, float], float | None]:
+    """Train ``zoo_todo`` and run ``[(src, params, executed)]`` in ``jobs`` worker processes (each with
+    cores // jobs threads; a kernel inherits them): a notebook starts once the zoo models it names
+    (``zoo_needs[stem]``) are cached, and the work on the longest remaining chain goes first (notebook
+    estimates: their last run time).  A zoo model that fails to train fails the notebooks that need it.
+    Returns ({stem: Outcome}, {zoo name: seconds}, seconds until the last zoo model was done)."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
     threads = max(1, zoo.cpu_cores() // jobs)
-    order = sorted(todo, key=lambda t: _last_seconds(t[0], t[1], kw.get("profile", "")), reverse=True)
-    log.info("running %d notebooks in %d processes x %d threads", len(order), jobs, threads)
-    out = {}
+    prof = kw.get("profile", "")
+    tasks, needs, est = {}, {}, {}
+    for name in zoo_todo:
+        tasks[("zoo", name)] = (zoo._train_worker, (name, overrides or None, root, threads))
+        est[("zoo", name)] = zoo_estimate(name)
+    for src, params, executed in todo:
+        key = ("notebook", src.stem)
+        tasks[key] = (_notebook_worker, (src, params, executed, kw, threads))
+        needs[key] = {("zoo", n) for n in zoo_needs.get(src.stem, ()) if n in zoo_todo}
+        est[key] = _last_seconds(src, params, prof)
+    log.info("%d zoo models and %d notebooks in %d processes x %d threads", len(zoo_todo), len(todo), jobs, threads)
+    t0 = time.perf_counter()
+    zoo_done = {}
+
+    class _Timed:  # records when each zoo model finished, as the scheduler sees it
+        def __init__(self, pool):
+            self.pool = pool
+
+        def submit(self, fn, *args):
+            fut = self.pool.submit(fn, *args)
+            if fn is zoo._train_worker:
+                fut.add_done_callback(lambda f, n=args[0]: zoo_done.__setitem__(n, time.perf_counter() - t0))
+            else:
+                fut.add_done_callback(lambda f: f.exception() is None and _report(f.result()))
+            return fut
+
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        futs = {pool.submit(_notebook_worker, src, params, executed, kw, threads): src.stem
-                for src, params, executed in order}
-        for f in as_completed(futs):
-            out[futs[f]] = o = f.result()
-            _report(o)
-    return out
+        res = schedule(tasks, needs, est, jobs, _Timed(pool))
+    out, trained = {}, {}
+    for (kind, name), (status, value) in res.items():
+        if kind == "zoo":
+            if status == "ok":
+                trained[name] = _trained_seconds(name, overrides, root)
+            else:
+                log.error("zoo model %s failed to train: %r", name, value)
+            continue
+        src, params, executed = next(t for t in todo if t[0].stem == name)
+        if status == "ok":
+            out[name] = value
+            continue
+        if status == "skipped":
+            err = "zoo model(s) " + ", ".join(d[1] for d in value) + " failed to train: " + "; ".join(
+                repr(res[d][1]) for d in value)
+        else:
+            err = f"{type(value).__name__}: {value}"
+        out[name] = o = Outcome(name, "failed", 0.0, executed, results.path(params["out_dir"], name), error=err[-2000:])
+        _report(o)
+    return out, trained, max(zoo_done.values()) if zoo_done else None
 
 
 def run(profile: str | profiles.Profile, *, only=None, force: bool = False, device: str | None = None,
@@ -371,11 +488,21 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
     t0 = time.perf_counter()
     specs = [s for src, params in todo for s in model_specs(src, params)]
     left_out = [s for src, params in every.notebooks if src.stem not in chosen for s in model_specs(src, params)]
-    zoo_rows = prepare_zoo(specs, overrides=every.profile.zoo_overrides, root=every.zoo_root, device=device,
-                           progress=progress, also=left_out)
     kw = dict(force=force, timeout=every.profile.execution_timeout, progress=progress, profile=every.profile.name)
-    done = _run_all([(src, params, every.out_root / src.name) for src, params in todo], kw,
-                    jobs=jobs)
+    runs = [(src, params, every.out_root / src.name) for src, params in todo]
+    overrides, root = every.profile.zoo_overrides, every.zoo_root
+    if jobs == 1:
+        zoo_rows = prepare_zoo(specs, overrides=overrides, root=root, device=device, progress=progress, also=left_out)
+        done = _run_serial(runs, kw)
+    else:  # the zoo models train in the same worker pool, each notebook starting once its models are cached
+        names = _zoo_names(specs)
+        for n in names:
+            zoo.recipe(n)  # an unknown name fails here, before any work
+        zoo_todo = [n for n in names if not zoo.is_cached(n, overrides or None, root)]
+        needs = {src.stem: _zoo_names(model_specs(src, params)) for src, params in todo}
+        done, trained, wall = _run_side_by_side(runs, kw, jobs=jobs, zoo_todo=zoo_todo, zoo_needs=needs,
+                                                overrides=overrides, root=root)
+        zoo_rows = _zoo_rows(names, trained, overrides=overrides, root=root, wall=wall, also=left_out)
     outcomes, listed = [], []
     for src, params in every.notebooks:
         executed = every.out_root / src.name

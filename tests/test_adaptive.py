@@ -211,11 +211,20 @@ def test_robust_accuracy_reports_both_threats(model, test_batch):
                                  device="cpu")
     pa = r["per_attack"]
     assert set(pa) == {"full/ce/w=0", "full/ce/w=0.3", "full/margin/w=0", "full/margin/w=0.3",
-                       "detached/ce", "detached/margin"}
+                       "detached/ce", "detached/margin", "transfer/g", "transfer/h"}
     assert r["worst"] <= min(r["full"], r["detached"]) <= r["clean"]
-    assert r["full"] <= min(v for k, v in pa.items() if k.startswith("full"))
-    assert r["detached"] <= min(pa["detached/ce"], pa["detached/margin"])
+    assert r["full"] <= min(v for k, v in pa.items() if not k.startswith("detached"))
+    assert r["detached"] <= min(v for k, v in pa.items() if not k.startswith("full"))
     assert r["worst"] < r["clean"]  # PGD finds some adversarial examples on this tiny model
+    # transfer examples from g alone and h alone are the ones attacks.pgd crafts on them, judged on the mix
+    for name, source in (("g", model.g), ("h", model.h)):
+        adv = pgd(source, x, y, eps=0.1, steps=3, loss="ce", random_start=True, seed=0)
+        with torch.no_grad():
+            ok = (model(adv).argmax(1) == y) & (model(x).argmax(1) == y)
+        assert pa[f"transfer/{name}"] == pytest.approx(ok.float().mean().item())
+    n = robust_accuracy_adaptive(model, x, y, eps=0.1, steps=3, alpha_weights=(0.0, 0.3), apgd_iter=0,
+                                 transfer=False, device="cpu")
+    assert "transfer/g" not in n["per_attack"] and n["full"] >= r["full"] and n["detached"] >= r["detached"]
     # APGD-T through α_θ runs on what PGD left correct: never above the PGD-only numbers
     a = robust_accuracy_adaptive(model, x, y, eps=0.1, steps=3, alpha_weights=(0.0, 0.3), apgd_iter=10,
                                  device="cpu")
@@ -247,3 +256,31 @@ def test_get_mixing_network_trains_caches_and_reloads(tiny_zoo, zoo_cache, test_
         get_mixing_network("fmnist-standard", "fmnist-linf-at", cfg, train_if_missing=False, **kw)
     with pytest.raises(ValueError, match="eps"):
         MixingConfig(eps=0.0)
+
+
+def test_surrogate_attack_softens_a_saturated_sigmoid_and_restores_the_head(model, test_batch):
+    x, y = test_batch[0][:24], test_batch[1][:24]
+    old = float(model.net.scale), float(model.net.shift)
+    model.net.set_head(scale=8.0, shift=0.8)
+    try:
+        r = robust_accuracy_adaptive(model, x, y, eps=0.1, steps=3, alpha_weights=(0.0, 0.3), apgd_iter=0,
+                                     transfer=False, surrogate_scale=2.0, device="cpu")
+        assert (float(model.net.scale), float(model.net.shift)) == pytest.approx((8.0, 0.8))  # head restored
+        pa = r["per_attack"]
+        assert {"full/surrogate/ce", "full/surrogate/margin"} <= set(pa)
+        assert r["full"] <= min(pa["full/surrogate/ce"], pa["full/surrogate/margin"])
+        # the surrogate's examples: PGD on the same network with γ / 4 (scale 2, shift 0.2), judged on scale 8
+        model.net.set_head(scale=2.0, shift=0.2)
+        adv = attack_adaptive(model, x, y, threat="full", eps=0.1, steps=3, loss="ce", alpha_weight=0.3, seed=0)
+        model.net.set_head(scale=8.0, shift=0.8)
+        with torch.no_grad():
+            ok = (model(adv).argmax(1) == y) & (model(x).argmax(1) == y)
+        assert pa["full/surrogate/ce"] == pytest.approx(ok.float().mean().item())
+        # at or below the surrogate's scale nothing extra runs
+        q = robust_accuracy_adaptive(model, x, y, eps=0.1, steps=1, apgd_iter=0, transfer=False,
+                                     surrogate_scale=8.0, device="cpu")
+        assert not any(k.startswith("full/surrogate") for k in q["per_attack"])
+        with pytest.raises(ValueError, match="surrogate_scale"):
+            robust_accuracy_adaptive(model, x, y, eps=0.1, steps=1, surrogate_scale=0.0)
+    finally:
+        model.net.set_head(*old)

@@ -316,3 +316,78 @@ def test_notebooks_run_side_by_side_with_their_share_of_the_cores(tmp_path, monk
     assert pipeline.run(prof, out_root=tmp_path / "out", nb_dir=d, jobs=2)[0].status == "current"
     with pytest.raises(ValueError, match="jobs must be an int >= 1"):
         pipeline.run(prof, out_root=tmp_path / "out", nb_dir=d, jobs=0, force=True)
+
+
+def _task(log, name, seconds, fail=False):
+    import time as _t
+    log.append(("start", name, _t.perf_counter()))
+    _t.sleep(seconds)
+    log.append(("end", name, _t.perf_counter()))
+    if fail:
+        raise RuntimeError(f"{name} failed")
+    return name.upper()
+
+
+def test_schedule_starts_a_task_after_its_needs_and_the_longest_chain_first():
+    from concurrent.futures import ThreadPoolExecutor
+    log = []
+    # zoo models a (needed by the long notebook L) and b (needed by the short notebook S); c needed by no one
+    tasks = {"a": (_task, (log, "a", 0.3)), "b": (_task, (log, "b", 0.1)), "c": (_task, (log, "c", 0.1)),
+             "L": (_task, (log, "L", 0.3)), "S": (_task, (log, "S", 0.1))}
+    needs = {"L": {"a"}, "S": {"b"}}
+    est = {"a": 3.0, "b": 1.0, "c": 2.5, "L": 10.0, "S": 1.0}  # chains: a 13, c 2.5, b 2, L 10, S 1
+    with ThreadPoolExecutor(2) as ex:
+        res = pipeline.schedule(tasks, needs, est, 2, ex)
+    assert res == {k: ("ok", k.upper()) for k in tasks}
+    t = {(kind, n): v for kind, n, v in log}
+    starts = [n for kind, n, _ in sorted(log, key=lambda e: e[2]) if kind == "start"]
+    assert starts[:3] == ["a", "c", "b"]
+    assert t[("start", "L")] >= t[("end", "a")] and t[("start", "S")] >= t[("end", "b")]
+
+
+def test_schedule_skips_what_a_failed_task_was_needed_for_and_runs_the_rest():
+    from concurrent.futures import ThreadPoolExecutor
+    log = []
+    tasks = {"z": (_task, (log, "z", 0.0, True)), "n1": (_task, (log, "n1", 0.0)), "n2": (_task, (log, "n2", 0.0)),
+             "n3": (_task, (log, "n3", 0.0))}
+    with ThreadPoolExecutor(2) as ex:
+        res = pipeline.schedule(tasks, {"n1": {"z"}, "n2": {"n1"}}, {}, 2, ex)
+    assert res["z"][0] == "error" and "z failed" in str(res["z"][1])
+    assert res["n1"] == ("skipped", ["z"]) and res["n2"] == ("skipped", ["n1"]) and res["n3"] == ("ok", "N3")
+    assert {n for kind, n, _ in log if kind == "start"} == {"z", "n3"}
+    with pytest.raises(ValueError, match="cycle"):
+        pipeline.schedule({"a": (_task, (log, "a", 0)), "b": (_task, (log, "b", 0))}, {"a": {"b"}, "b": {"a"}}, {}, 1,
+                          ThreadPoolExecutor(1))
+    with pytest.raises(ValueError, match="do not exist"):
+        pipeline.schedule({"a": (_task, (log, "a", 0))}, {"a": {"nope"}}, {}, 1, ThreadPoolExecutor(1))
+
+
+NEEDS_ZOO = '''\
+import os
+import time
+from adasmooth import results, zoo
+t0 = time.time()
+results.write(out_dir, NAME, params={}, metrics={"cached_at_start": zoo.is_cached(model, zoo_overrides, zoo_root),
+                                                 "start": t0})
+'''
+
+
+def test_zoo_models_train_in_the_notebook_pool_and_a_notebook_waits_for_its_own(tmp_path):
+    """jobs = 2: the missing zoo model trains in a worker while the notebook that needs no model runs; the
+    notebook that needs it starts only once it is cached; the summary rows say what was trained."""
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    params = ('model = "fmnist-standard"  # type: model\nzoo_overrides = {}  # type: dict\n'
+              'zoo_root = None  # type: str|None\nout_dir = "."  # type: str\n')
+    _notebook(d / "00_needs.ipynb", params=params, body=NEEDS_ZOO)
+    _notebook(d / "01_free.ipynb", params="out_dir = '.'  # type: str\npause = 0.0  # type: float\n", body=TIMED)
+    tiny = {"train_subset": 500, "epochs": 1, "eval_n": 100}
+    prof = profiles.Profile("test", "zoo in the pool", common={"pause": 1.0}, zoo_overrides=tiny)
+    root = tmp_path / "zoo"
+    out = pipeline.run(prof, out_root=tmp_path / "out", nb_dir=d, zoo_root=root, jobs=2)
+    assert [o.status for o in out] == ["ran", "ran"], [o.error for o in out]
+    assert out[0].doc["metrics"]["cached_at_start"] is True
+    meta = pipeline.zoo.metadata("fmnist-standard", tiny, root)
+    assert meta["metrics"]["n_eval"] == 100
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| fmnist-standard | trained |" in summary and "| (all, side by side) | wall time |" in summary
