@@ -243,10 +243,13 @@ def _zoo_names(specs) -> list[str]:
 
 
 def _zoo_rows(names: list[str], trained: dict, *, overrides, root, wall: float | None, also=()) -> list[dict]:
-    """One timing row per zoo model in ``names`` (``trained``: name -> seconds, for those this run trained),
-    a wall-time row when any was trained, and a "cached" row for each cached model only ``also`` names."""
-    rows = [{"model": n, "status": "trained" if n in trained else "cached", "seconds": round(trained.get(n, 0.0), 1)}
-            for n in names]
+    """One timing row per zoo model in ``names`` (``trained``: name -> seconds for those this run trained,
+    None for one that failed to train), a wall-time row when any was trained, and a "cached" row for
+    each cached model only ``also`` names."""
+    def status(n):
+        return "cached" if n not in trained else "failed" if trained[n] is None else "trained"
+
+    rows = [{"model": n, "status": status(n), "seconds": round(trained.get(n) or 0.0, 1)} for n in names]
     if trained and wall is not None:
         rows.append({"model": "(all, side by side)", "status": "wall time", "seconds": round(wall, 1)})
     rows += [{"model": n, "status": "cached", "seconds": 0.0} for n in _zoo_names(also)
@@ -418,7 +421,8 @@ def _run_side_by_side(todo: list, kw: dict, *, jobs: int, zoo_todo: list[str], z
     cores // jobs threads; a kernel inherits them): a notebook starts once the zoo models it names
     (``zoo_needs[stem]``) are cached, and the work on the longest remaining chain goes first (notebook
     estimates: their last run time).  A zoo model that fails to train fails the notebooks that need it.
-    Returns ({stem: Outcome}, {zoo name: seconds}, seconds until the last zoo model was done)."""
+    Returns ({stem: Outcome}, {zoo name: seconds, None if it failed}, seconds until the last zoo model
+    was done)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -454,9 +458,8 @@ def _run_side_by_side(todo: list, kw: dict, *, jobs: int, zoo_todo: list[str], z
     out, trained = {}, {}
     for (kind, name), (status, value) in res.items():
         if kind == "zoo":
-            if status == "ok":
-                trained[name] = _trained_seconds(name, overrides, root)
-            else:
+            trained[name] = _trained_seconds(name, overrides, root) if status == "ok" else None
+            if status != "ok":
                 log.error("zoo model %s failed to train: %r", name, value)
             continue
         src, params, executed = next(t for t in todo if t[0].stem == name)

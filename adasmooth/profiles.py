@@ -3,7 +3,8 @@
 - ``smoke``: tiny zoo variants, a hundred images, a few attack steps, a few α values; every notebook
   together in a few minutes on 2 CPU cores (the test suite runs it).
 - ``default``: the embedded default (Fashion-MNIST, the zoo's SmallCNNs) at meaningful sizes; the whole
-  suite, zoo training included, in about 75 minutes on 2 CPU cores (measured: zoo 31 min, notebooks 42 min).
+  suite, zoo training included, in about 60 minutes on 2 CPU cores (measured fresh: 3605 s, zoo and notebooks
+  sharing two one-thread workers).
 - ``paper``: CIFAR-10 with the supplement's settings (Table SM1, Fig. SM1, Tables SM2/SM3), for a GPU.
 
 A profile's ``common`` parameters go to every notebook that declares them; ``notebooks[stem]`` adds

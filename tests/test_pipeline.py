@@ -391,3 +391,19 @@ def test_zoo_models_train_in_the_notebook_pool_and_a_notebook_waits_for_its_own(
     assert meta["metrics"]["n_eval"] == 100
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "| fmnist-standard | trained |" in summary and "| (all, side by side) | wall time |" in summary
+
+
+def test_a_zoo_model_that_fails_to_train_fails_only_the_notebooks_that_need_it(tmp_path):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    params = ('model = "fmnist-standard"  # type: model\nzoo_overrides = {}  # type: dict\n'
+              'zoo_root = None  # type: str|None\nout_dir = "."  # type: str\n')
+    _notebook(d / "00_needs.ipynb", params=params, body=NEEDS_ZOO)
+    _notebook(d / "01_free.ipynb", params="out_dir = '.'  # type: str\npause = 0.0  # type: float\n", body=TIMED)
+    broken = {"train_subset": 5, "epochs": 1}  # 0 images per class: training raises in its worker
+    prof = profiles.Profile("test", "a broken zoo recipe", common={}, zoo_overrides=broken)
+    out = pipeline.run(prof, out_root=tmp_path / "out", nb_dir=d, zoo_root=tmp_path / "zoo", jobs=2)
+    assert [o.status for o in out] == ["failed", "ran"]
+    assert "fmnist-standard failed to train" in out[0].error and "per_class" in out[0].error
+    assert not (tmp_path / "out" / "00_needs.json").exists()
+    assert "| fmnist-standard | failed | 0.0 |" in (tmp_path / "out" / "summary.md").read_text()
