@@ -21,8 +21,8 @@ Threat models.  The supplement's "Setting A/B" are not defined in what we have, 
   w·BCE(γ, 1) to push α_θ toward the non-robust g (evaluated at w = 0 and w = 0.2 by default).
 
 ``robust_accuracy_adaptive`` reports ``full`` and the per-sample worst case over both threats
-(and over the attack losses, and examples transferred from g and h alone).  Under ``full`` it also runs APGD-T (pyautoattack) on the whole
-mixed model, on the inputs PGD left correct: on the default zoo, PGD-20 read 57 % where APGD-T
+(and over the attack losses, and examples transferred from g and h alone).  Under ``full`` it also
+runs APGD-T (pyautoattack) on the whole mixed model, on the inputs PGD left correct: on the default zoo, PGD-20 read 57 % where APGD-T
 found 36.5 % (Sigmoid scale 2, 200 images).  Calibration (``calibrate_shift``) moves the head's shift so that
 the clean accuracy hits a target, as the supplement does at 90 % ± 0.02 pt on CIFAR-10;
 ``calibrate_constant_alpha`` does the same for a constant-α mixture (the baseline).

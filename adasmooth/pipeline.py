@@ -364,12 +364,13 @@ def zoo_estimate(name: str) -> float:
     return 50.0 * zoo._cost(name)
 
 
-def schedule(tasks: dict, needs: dict, estimate: dict, jobs: int, executor) -> dict:
+def schedule(tasks: dict, needs: dict, estimate: dict, jobs: int, executor, on_done=None) -> dict:
     """Run ``tasks`` (key -> (fn, args)) on ``executor``, at most ``jobs`` at a time, a task only once the
     tasks in ``needs[key]`` have succeeded.  Among the ready tasks the one heading the longest chain
     of estimated seconds (its own ``estimate`` plus the longest chain waiting on it) starts first
     (critical-path list scheduling; ties: the first listed).  Returns key -> ``("ok", result)``,
-    ``("error", exception)`` or ``("skipped", [the failed or skipped tasks it needed])``."""
+    ``("error", exception)`` or ``("skipped", [the failed or skipped tasks it needed])``;
+    ``on_done(key, outcome)`` is called as each task finishes."""
     waiting_on = {k: set(needs.get(k, ())) for k in tasks}
     unknown = {d for ds in waiting_on.values() for d in ds} - set(tasks)
     if unknown:
@@ -412,6 +413,8 @@ def schedule(tasks: dict, needs: dict, estimate: dict, jobs: int, executor) -> d
             k = running.pop(f)
             err = f.exception()
             done[k] = ("error", err) if err is not None else ("ok", f.result())
+            if on_done is not None:
+                on_done(k, done[k])
     return done
 
 
@@ -441,20 +444,14 @@ def _run_side_by_side(todo: list, kw: dict, *, jobs: int, zoo_todo: list[str], z
     t0 = time.perf_counter()
     zoo_done = {}
 
-    class _Timed:  # records when each zoo model finished, as the scheduler sees it
-        def __init__(self, pool):
-            self.pool = pool
-
-        def submit(self, fn, *args):
-            fut = self.pool.submit(fn, *args)
-            if fn is zoo._train_worker:
-                fut.add_done_callback(lambda f, n=args[0]: zoo_done.__setitem__(n, time.perf_counter() - t0))
-            else:
-                fut.add_done_callback(lambda f: f.exception() is None and _report(f.result()))
-            return fut
+    def on_done(key, outcome):
+        if key[0] == "zoo":
+            zoo_done[key[1]] = time.perf_counter() - t0
+        elif outcome[0] == "ok":
+            _report(outcome[1])
 
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        res = schedule(tasks, needs, est, jobs, _Timed(pool))
+        res = schedule(tasks, needs, est, jobs, pool, on_done)
     out, trained = {}, {}
     for (kind, name), (status, value) in res.items():
         if kind == "zoo":

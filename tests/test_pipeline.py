@@ -336,9 +336,11 @@ def test_schedule_starts_a_task_after_its_needs_and_the_longest_chain_first():
              "L": (_task, (log, "L", 0.3)), "S": (_task, (log, "S", 0.1))}
     needs = {"L": {"a"}, "S": {"b"}}
     est = {"a": 3.0, "b": 1.0, "c": 2.5, "L": 10.0, "S": 1.0}  # chains: a 13, c 2.5, b 2, L 10, S 1
+    seen = []
     with ThreadPoolExecutor(2) as ex:
-        res = pipeline.schedule(tasks, needs, est, 2, ex)
+        res = pipeline.schedule(tasks, needs, est, 2, ex, on_done=lambda k, o: seen.append((k, o)))
     assert res == {k: ("ok", k.upper()) for k in tasks}
+    assert sorted(seen) == sorted(res.items())  # on_done saw every task's outcome once
     t = {(kind, n): v for kind, n, v in log}
     starts = [n for kind, n, _ in sorted(log, key=lambda e: e[2]) if kind == "start"]
     assert starts[:3] == ["a", "c", "b"]
@@ -372,15 +374,21 @@ results.write(out_dir, NAME, params={}, metrics={"cached_at_start": zoo.is_cache
 '''
 
 
-def test_zoo_models_train_in_the_notebook_pool_and_a_notebook_waits_for_its_own(tmp_path):
-    """jobs = 2: the missing zoo model trains in a worker while the notebook that needs no model runs; the
-    notebook that needs it starts only once it is cached; the summary rows say what was trained."""
+def _zoo_notebooks(tmp_path):
+    """00_needs names the zoo model fmnist-standard; 01_free names none."""
     d = tmp_path / "notebooks"
     d.mkdir()
     params = ('model = "fmnist-standard"  # type: model\nzoo_overrides = {}  # type: dict\n'
               'zoo_root = None  # type: str|None\nout_dir = "."  # type: str\n')
     _notebook(d / "00_needs.ipynb", params=params, body=NEEDS_ZOO)
     _notebook(d / "01_free.ipynb", params="out_dir = '.'  # type: str\npause = 0.0  # type: float\n", body=TIMED)
+    return d
+
+
+def test_zoo_models_train_in_the_notebook_pool_and_a_notebook_waits_for_its_own(tmp_path):
+    """jobs = 2: the missing zoo model trains in a worker while the notebook that needs no model runs; the
+    notebook that needs it starts only once it is cached; the summary rows say what was trained."""
+    d = _zoo_notebooks(tmp_path)
     tiny = {"train_subset": 500, "epochs": 1, "eval_n": 100}
     prof = profiles.Profile("test", "zoo in the pool", common={"pause": 1.0}, zoo_overrides=tiny)
     root = tmp_path / "zoo"
@@ -394,12 +402,7 @@ def test_zoo_models_train_in_the_notebook_pool_and_a_notebook_waits_for_its_own(
 
 
 def test_a_zoo_model_that_fails_to_train_fails_only_the_notebooks_that_need_it(tmp_path):
-    d = tmp_path / "notebooks"
-    d.mkdir()
-    params = ('model = "fmnist-standard"  # type: model\nzoo_overrides = {}  # type: dict\n'
-              'zoo_root = None  # type: str|None\nout_dir = "."  # type: str\n')
-    _notebook(d / "00_needs.ipynb", params=params, body=NEEDS_ZOO)
-    _notebook(d / "01_free.ipynb", params="out_dir = '.'  # type: str\npause = 0.0  # type: float\n", body=TIMED)
+    d = _zoo_notebooks(tmp_path)
     broken = {"train_subset": 5, "epochs": 1}  # 0 images per class: training raises in its worker
     prof = profiles.Profile("test", "a broken zoo recipe", common={}, zoo_overrides=broken)
     out = pipeline.run(prof, out_root=tmp_path / "out", nb_dir=d, zoo_root=tmp_path / "zoo", jobs=2)
