@@ -185,11 +185,13 @@ def _eval_mode(model: nn.Module):
 
 def training_attack(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Tensor, *, eps: float,
                     norm: str = "linf", seed: int = 0, eps_range=(0.4, 1.1), steps_df: int = 20,
-                    step_factor: float = 5.0, w_max: float = 0.4, random_start: bool = True) -> torch.Tensor:
+                    step_factor: float = 5.0, w_max: float = 0.4, momentum_max: float = 0.0,
+                    random_start: bool = True) -> torch.Tensor:
     """PGD with randomized radii through the whole mixed model, α_θ in its full (0, 1) range.
 
     Per sample ε' = ε·U(eps_range), w ~ U(0, w_max); per call steps = max(1, round(χ²(steps_df)))
-    and step size step_factor·ε'/steps; loss (1 - w)·CE + w·BCE(γ, 1).  Runs in eval mode
+    and step size step_factor·ε'/steps; loss (1 - w)·CE + w·BCE(γ, 1); with ``momentum_max`` > 0 a
+    per-sample PGD momentum μ ~ U(0, momentum_max) (the published code: 0.9).  Runs in eval mode
     (BatchNorm running statistics) and restores the model's mode.
     """
     lo, hi = eps_range
@@ -204,11 +206,12 @@ def training_attack(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
     steps = max(1, round(chi2))
     w = w_max * torch.rand(n, generator=gen)
     pgd_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen).item())
+    mom = (momentum_max * torch.rand(n, generator=gen)).to(x.device) if momentum_max > 0 else None
     adapter = _AlphaTermAttack(model, "ce", w.to(x.device))
     with _eval_mode(model), full_range(model.net), model.threat("full"):
         return pgd(adapter, x, y, eps=eps_i.to(x.device, x.dtype), steps=steps, norm=norm,
                    step_size=(step_factor * eps_i / steps).to(x.device, x.dtype),
-                   random_start=random_start, loss=adapter.loss, seed=pgd_seed)
+                   random_start=random_start, loss=adapter.loss, seed=pgd_seed, momentum=mom)
 
 
 def attack_adaptive(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Tensor, *, threat: str = "full",
@@ -345,6 +348,7 @@ class MixingConfig:
     steps_df: int = 20              # PGD steps = round(χ²(steps_df))
     step_factor: float = 5.0        # step size = step_factor·ε'/steps
     w_max: float = 0.4              # attacker's α-term weight w ~ U(0, w_max)
+    momentum_max: float = 0.0       # training-attack momentum μ ~ U(0, momentum_max) (published: 0.9)
     width: int = 64
     blocks: int = 1
     # momentum of the head's BatchNorm running statistics (used by training attacks and at
@@ -352,6 +356,7 @@ class MixingConfig:
     # steps it lags the drifting γ_raw far behind, so we default to 0.1.
     bn_momentum: float = 0.1
     train_subset: int | None = None  # class-balanced subset of the training set
+    split: str = "fit"              # training images: the training set less the validation slice
     seed: int = 0
     amp: bool = True                # bf16 autocast, used on CUDA only
 
@@ -372,6 +377,10 @@ class MixingConfig:
             raise ValueError(f"need 0 <= eps_low <= eps_high, got ({self.eps_low}, {self.eps_high})")
         if not 0 <= self.w_max <= 1:
             raise ValueError(f"w_max must lie in [0, 1], got {self.w_max}")
+        if not 0 <= self.momentum_max < 1:
+            raise ValueError(f"momentum_max must lie in [0, 1), got {self.momentum_max}")
+        if self.split not in ("train", "fit"):
+            raise ValueError(f"split must be 'train' or 'fit', got {self.split!r}")
         if not 0 < self.bn_momentum <= 1:
             raise ValueError(f"bn_momentum must lie in (0, 1], got {self.bn_momentum}")
 
@@ -441,7 +450,8 @@ def train_mixing_network(g: nn.Module, h: nn.Module, x: torch.Tensor, y: torch.T
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
             adv = training_attack(model, xb, yb, eps=cfg.eps, norm=cfg.norm, seed=cfg.seed * 1_000_003 + k,
                                   eps_range=(cfg.eps_low, cfg.eps_high), steps_df=cfg.steps_df,
-                                  step_factor=cfg.step_factor, w_max=cfg.w_max)
+                                  step_factor=cfg.step_factor, w_max=cfg.w_max,
+                                  momentum_max=cfg.momentum_max)
             model.train()
             if k == 0:  # the head's running statistics start from the first batch's, not (0, 1)
                 net.bn.reset_running_stats()
@@ -525,7 +535,7 @@ def get_mixing_network(g_name: str, h_name: str, config: MixingConfig | None = N
         if not train_if_missing:
             raise checkpoint.CheckpointError(f"mixing network {s.name} is not cached at {s}.pt")
         dataset = zoo.recipe(g_name).dataset
-        x, y = data.load(dataset, "train")
+        x, y = data.load(dataset, cfg.split)
         if cfg.train_subset:
             idx = data.balanced_subset(y, cfg.train_subset // data.info(dataset)["num_classes"], seed=cfg.seed)
             x, y = x[idx], y[idx]

@@ -116,14 +116,16 @@ def _random_start(x, eps, norm, g):
     return torch.clamp(x + d, 0, 1) - x
 
 
-def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted, g):
-    """``steps`` signed (ℓ∞) or normalised (ℓ2) gradient steps, projected.  Returns the final iterate,
+def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted, g, momentum=None):
+    """``steps`` signed (ℓ∞) or normalised (ℓ2) gradient steps, projected; with ``momentum`` μ (per
+    sample, shape (N, 1, ...)) the step follows m ← μ·m + ∇/‖∇‖₁ (MI-FGSM).  Returns the final iterate,
     and, per input, the latest evaluated iterate that reached the goal (another class, or the target)
     with a mask of where one did: :func:`pgd` falls back to it where the final iterate misses
     (APGD likewise keeps its best point)."""
     delta = _random_start(x, eps, norm, g) if random_start else torch.zeros_like(x)
     reached = x.clone()
     found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    buf = torch.zeros_like(x) if momentum is not None else None
     for _ in range(steps):
         delta.requires_grad_(True)
         z = model(x + delta)
@@ -133,6 +135,10 @@ def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted
             hit = _reached(z, y, targeted)
             reached[hit] = (x + delta)[hit]
             found |= hit
+            if buf is not None:
+                l1 = grad.abs().flatten(1).sum(1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
+                buf = momentum * buf + grad / l1
+                grad = buf
             if norm == "linf":
                 delta = delta + step * grad.sign()
             else:
@@ -151,8 +157,11 @@ def _reached(z: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
 def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *, eps,
         steps: int, norm: str = "linf", step_size=None, random_start: bool = True, restarts: int = 1,
         loss: str | Callable = "ce", targeted: bool = False, seed: int = 0, batch_size: int | None = None,
-        progress: bool = False) -> torch.Tensor:
+        momentum=None, progress: bool = False) -> torch.Tensor:
     """Return adversarial examples ``x_adv`` with ``‖x_adv - x‖_p ≤ ε`` and ``x_adv ∈ [0, 1]``.
+
+    ``momentum`` (float or per-sample tensor in [0, 1), default none) accumulates L1-normalised
+    gradients as in MI-FGSM (the authors' training attacks draw it from U(0, 0.9)).
 
     ``eps`` and ``step_size`` may be floats or per-sample tensors of shape (N,). ``step_size``
     defaults to 2.5·ε/steps (Madry et al.).  With ``restarts > 1`` each input keeps the first
@@ -170,13 +179,20 @@ def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch
     out = x.clone()
     eps_t = _per_sample(eps, n, x)
     step_t = _per_sample(step_size, n, x)
+    mom_t = None
+    if momentum is not None:
+        mom = torch.as_tensor(momentum, dtype=torch.float64)
+        if not torch.isfinite(mom).all() or (mom < 0).any() or (mom >= 1).any():
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
+        mom_t = _per_sample(momentum, n, x)
     for sl in progress_bar(list(batches(n, bs)), progress=progress, desc="PGD", leave=False):
         xb, yb = x[sl], y[sl]
         best, best_loss = xb.clone(), torch.full((xb.shape[0],), -float("inf"), device=x.device)
         done = torch.zeros(xb.shape[0], dtype=torch.bool, device=x.device)
         for _ in range(restarts):
             adv, reached, found = _pgd_batch(model, xb, yb, eps_t[sl], step_t[sl], steps, norm,
-                                             random_start, loss, targeted, g)
+                                             random_start, loss, targeted, g,
+                                             None if mom_t is None else mom_t[sl])
             with torch.no_grad():
                 z = model(adv)
                 lv = attack_loss(loss, z, yb, targeted)  # only compared where no iterate reached the goal

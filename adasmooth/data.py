@@ -25,7 +25,11 @@ DATASETS = {
     "cifar10": ("CIFAR10", 3, 32, 10),
     "cifar100": ("CIFAR100", 3, 32, 100),
 }
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "fit", "val")
+# "val": a fixed class-balanced slice of the training set (VAL_PER_CLASS images per class, drawn with
+# VAL_SEED) that no shipped model trains on; "fit": the rest of the training set.  Calibration (shifts,
+# α ranges, constant α) is chosen on "val", never on the test images.
+VAL_PER_CLASS, VAL_SEED = 500, 20240
 
 CLASS_NAMES = {
     "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -57,7 +61,9 @@ def fetch_command(name: str) -> str:
 def load(name: str, split: str = "test", root: str | Path | None = None, download: bool = False):
     """Return ``(x, y)``: float32 images in [0, 1] of shape (N, C, H, W) and int64 labels.
 
-    ``root`` defaults to :func:`adasmooth.runtime.data_root` (``<project>/data``).
+    ``root`` defaults to :func:`adasmooth.runtime.data_root` (``<project>/data``).  ``split`` is
+    ``train`` or ``test`` (the dataset's own), or ``fit`` / ``val``: the training set without / with only
+    its held-out validation slice (:func:`validation_indices`).
     """
     _check_name(name)
     if root is None:
@@ -68,6 +74,11 @@ def load(name: str, split: str = "test", root: str | Path | None = None, downloa
     root = Path(root)
     import torchvision.datasets as tvd
 
+    if split in ("fit", "val"):
+        x, y = load(name, "train", root=root, download=download)
+        val = validation_indices(y)
+        keep = val if split == "val" else _complement(val, len(y))
+        return x[keep], y[keep]
     cls = getattr(tvd, DATASETS[name][0])
     if name == "fashion-mnist":
         _install_debian_fashion_mnist(root)
@@ -107,6 +118,17 @@ def balanced_subset(y: torch.Tensor, per_class: int, seed: int = 0) -> torch.Ten
             raise ValueError(f"per_class={per_class} exceeds the {len(idx)} items of class {c}")
         chosen.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
     return torch.sort(torch.cat(chosen)).values
+
+
+def validation_indices(y: torch.Tensor) -> torch.Tensor:
+    """Sorted indices of the held-out validation slice of a training set (labels ``y``)."""
+    return balanced_subset(y, VAL_PER_CLASS, seed=VAL_SEED)
+
+
+def _complement(idx: torch.Tensor, n: int) -> torch.Tensor:
+    mask = torch.ones(n, dtype=torch.bool)
+    mask[idx] = False
+    return mask.nonzero().flatten()
 
 
 def _check_name(name: str) -> None:

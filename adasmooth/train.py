@@ -47,6 +47,7 @@ class TrainConfig:
     trades_beta: float = 6.0
     sigma: float = 0.0               # gaussian recipe
     train_subset: int | None = None  # first-k balanced subset of the training set (tests)
+    split: str = "train"             # "fit": the training set less the held-out validation slice
     seed: int = 0
     amp: bool = True                 # bf16 autocast, used on CUDA only
 
@@ -59,6 +60,8 @@ class TrainConfig:
             raise ValueError(f"recipe {self.recipe!r} needs eps > 0, got {self.eps}")
         if self.recipe == "gaussian" and self.sigma <= 0:
             raise ValueError(f"recipe 'gaussian' needs sigma > 0, got {self.sigma}")
+        if self.split not in ("train", "fit"):
+            raise ValueError(f"split must be 'train' or 'fit', got {self.split!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.schedule not in ("onecycle", "cosine", "constant"):
