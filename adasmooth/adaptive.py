@@ -186,12 +186,14 @@ def _eval_mode(model: nn.Module):
 def training_attack(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Tensor, *, eps: float,
                     norm: str = "linf", seed: int = 0, eps_range=(0.4, 1.1), steps_df: int = 20,
                     step_factor: float = 5.0, w_max: float = 0.4, momentum_max: float = 0.0,
-                    random_start: bool = True) -> torch.Tensor:
+                    losses=("ce",), random_start: bool = True) -> torch.Tensor:
     """PGD with randomized radii through the whole mixed model, α_θ in its full (0, 1) range.
 
     Per sample ε' = ε·U(eps_range), w ~ U(0, w_max); per call steps = max(1, round(χ²(steps_df)))
     and step size step_factor·ε'/steps; loss (1 - w)·CE + w·BCE(γ, 1); with ``momentum_max`` > 0 a
-    per-sample PGD momentum μ ~ U(0, momentum_max) (the published code: 0.9).  Runs in eval mode
+    per-sample PGD momentum μ ~ U(0, momentum_max) (the published code: 0.9).  With several
+    ``losses`` (``ce``, ``margin``, ``dlr``) each call draws one for the attacker's base loss, so α_θ
+    also sees the evaluation's losses in training.  Runs in eval mode
     (BatchNorm running statistics) and restores the model's mode.
     """
     lo, hi = eps_range
@@ -207,7 +209,11 @@ def training_attack(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
     w = w_max * torch.rand(n, generator=gen)
     pgd_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen).item())
     mom = (momentum_max * torch.rand(n, generator=gen)).to(x.device) if momentum_max > 0 else None
-    adapter = _AlphaTermAttack(model, "ce", w.to(x.device))
+    losses = tuple(losses)
+    if not losses:
+        raise ValueError("losses must name at least one attack loss")
+    base = losses[int(torch.randint(0, len(losses), (1,), generator=gen).item())] if len(losses) > 1 else losses[0]
+    adapter = _AlphaTermAttack(model, _loss_name(base), w.to(x.device))
     with _eval_mode(model), full_range(model.net), model.threat("full"):
         return pgd(adapter, x, y, eps=eps_i.to(x.device, x.dtype), steps=steps, norm=norm,
                    step_size=(step_factor * eps_i / steps).to(x.device, x.dtype),
@@ -349,6 +355,7 @@ class MixingConfig:
     step_factor: float = 5.0        # step size = step_factor·ε'/steps
     w_max: float = 0.4              # attacker's α-term weight w ~ U(0, w_max)
     momentum_max: float = 0.0       # training-attack momentum μ ~ U(0, momentum_max) (published: 0.9)
+    attack_losses: tuple = ("ce",)  # training-attack base losses, one drawn per step (ce, margin, dlr)
     width: int = 64
     blocks: int = 1
     # momentum of the head's BatchNorm running statistics (used by training attacks and at
@@ -377,6 +384,9 @@ class MixingConfig:
             raise ValueError(f"need 0 <= eps_low <= eps_high, got ({self.eps_low}, {self.eps_high})")
         if not 0 <= self.w_max <= 1:
             raise ValueError(f"w_max must lie in [0, 1], got {self.w_max}")
+        self.attack_losses = tuple(self.attack_losses)
+        for loss in self.attack_losses or ("",):
+            _loss_name(loss)  # ValueError naming the allowed losses
         if not 0 <= self.momentum_max < 1:
             raise ValueError(f"momentum_max must lie in [0, 1), got {self.momentum_max}")
         if self.split not in ("train", "fit"):
@@ -385,7 +395,8 @@ class MixingConfig:
             raise ValueError(f"bn_momentum must lie in (0, 1], got {self.bn_momentum}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as JSON types (tuples as lists), as it is stored in a checkpoint's metadata."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 def _scheduler(opt, total: int, warmup_frac: float):
@@ -451,7 +462,7 @@ def train_mixing_network(g: nn.Module, h: nn.Module, x: torch.Tensor, y: torch.T
             adv = training_attack(model, xb, yb, eps=cfg.eps, norm=cfg.norm, seed=cfg.seed * 1_000_003 + k,
                                   eps_range=(cfg.eps_low, cfg.eps_high), steps_df=cfg.steps_df,
                                   step_factor=cfg.step_factor, w_max=cfg.w_max,
-                                  momentum_max=cfg.momentum_max)
+                                  momentum_max=cfg.momentum_max, losses=cfg.attack_losses)
             model.train()
             if k == 0:  # the head's running statistics start from the first batch's, not (0, 1)
                 net.bn.reset_running_stats()

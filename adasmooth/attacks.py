@@ -116,13 +116,16 @@ def _random_start(x, eps, norm, g):
     return torch.clamp(x + d, 0, 1) - x
 
 
-def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted, g, momentum=None):
+def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted, g, momentum=None, start=None):
     """``steps`` signed (ℓ∞) or normalised (ℓ2) gradient steps, projected; with ``momentum`` μ (per
     sample, shape (N, 1, ...)) the step follows m ← μ·m + ∇/‖∇‖₁ (MI-FGSM).  Returns the final iterate,
     and, per input, the latest evaluated iterate that reached the goal (another class, or the target)
     with a mask of where one did: :func:`pgd` falls back to it where the final iterate misses
     (APGD likewise keeps its best point)."""
-    delta = _random_start(x, eps, norm, g) if random_start else torch.zeros_like(x)
+    if start is not None:
+        delta = torch.clamp(x + project(start - x, eps, norm), 0, 1) - x
+    else:
+        delta = _random_start(x, eps, norm, g) if random_start else torch.zeros_like(x)
     reached = x.clone()
     found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     buf = torch.zeros_like(x) if momentum is not None else None
@@ -157,11 +160,12 @@ def _reached(z: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
 def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *, eps,
         steps: int, norm: str = "linf", step_size=None, random_start: bool = True, restarts: int = 1,
         loss: str | Callable = "ce", targeted: bool = False, seed: int = 0, batch_size: int | None = None,
-        momentum=None, progress: bool = False) -> torch.Tensor:
+        momentum=None, start: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
     """Return adversarial examples ``x_adv`` with ``‖x_adv - x‖_p ≤ ε`` and ``x_adv ∈ [0, 1]``.
 
     ``momentum`` (float or per-sample tensor in [0, 1), default none) accumulates L1-normalised
-    gradients as in MI-FGSM (the authors' training attacks draw it from U(0, 0.9)).
+    gradients as in MI-FGSM (the authors' training attacks draw it from U(0, 0.9)).  ``start`` (same
+    shape as x) starts the first restart there (projected onto the ball) instead of a random point.
 
     ``eps`` and ``step_size`` may be floats or per-sample tensors of shape (N,). ``step_size``
     defaults to 2.5·ε/steps (Madry et al.).  With ``restarts > 1`` each input keeps the first
@@ -179,6 +183,8 @@ def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch
     out = x.clone()
     eps_t = _per_sample(eps, n, x)
     step_t = _per_sample(step_size, n, x)
+    if start is not None and start.shape != x.shape:
+        raise ValueError(f"start must have the shape of x {tuple(x.shape)}, got {tuple(start.shape)}")
     mom_t = None
     if momentum is not None:
         mom = torch.as_tensor(momentum, dtype=torch.float64)
@@ -189,10 +195,11 @@ def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch
         xb, yb = x[sl], y[sl]
         best, best_loss = xb.clone(), torch.full((xb.shape[0],), -float("inf"), device=x.device)
         done = torch.zeros(xb.shape[0], dtype=torch.bool, device=x.device)
-        for _ in range(restarts):
+        for r in range(restarts):
             adv, reached, found = _pgd_batch(model, xb, yb, eps_t[sl], step_t[sl], steps, norm,
                                              random_start, loss, targeted, g,
-                                             None if mom_t is None else mom_t[sl])
+                                             None if mom_t is None else mom_t[sl],
+                                             start[sl] if start is not None and r == 0 else None)
             with torch.no_grad():
                 z = model(adv)
                 lv = attack_loss(loss, z, yb, targeted)  # only compared where no iterate reached the goal
@@ -270,11 +277,13 @@ def pgd_targeted(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps, step
 
 def autoattack(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str = "linf",
                attacks: Sequence[str] = ("apgd-ce", "apgd-t"), n_iter: int = 100, n_restarts: int = 1,
-               n_target_classes: int = 9, seed: int = 0, batch_size: int = 250) -> torch.Tensor:
+               n_target_classes: int = 9, square_queries: int = 5000, seed: int = 0,
+               batch_size: int = 250) -> torch.Tensor:
     """AutoAttack (Croce & Hein 2020) through the ``pyautoattack`` package, default APGD-CE + APGD-T.
 
     Runs on ``x``'s device; returns ``x_adv`` (inputs no attack fooled come back unchanged).
-    ``n_iter``/``n_restarts``/``n_target_classes`` are the APGD budgets (standard: 100/1/9).
+    ``n_iter``/``n_restarts``/``n_target_classes`` are the APGD budgets (standard: 100/1/9),
+    ``square_queries`` Square's query budget (standard: 5000; gradient-free, so it sees past masking).
     pyautoattack seeds torch's global generator with ``seed``; the caller's generator state is
     restored afterwards.
     """
@@ -301,6 +310,9 @@ def autoattack(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float,
         aa.apgd_targeted.n_iter, aa.apgd_targeted.n_restarts = n_iter, 1
         aa.apgd_targeted.n_target_classes = min(n_target_classes, k - 1)
         aa.fab.n_target_classes = min(aa.fab.n_target_classes, k - 1)
+        if not isinstance(square_queries, int) or square_queries < 1:
+            raise ValueError(f"square_queries must be an int >= 1, got {square_queries!r}")
+        aa.square.n_queries = square_queries
         x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size)
     return x_adv.detach()
 

@@ -155,10 +155,17 @@ def get(name: str, *, train_if_missing: bool = True, overrides: dict | None = No
         device=None, progress: bool = False) -> models.Classifier:
     """Return the eval-mode model ``name`` on ``device``, training and caching it on first use.
 
+    A learned mixer's name (``learned.RECIPES``, e.g. ``fmnist-adaptive``) returns its
+    ``AdaptiveMixedClassifier`` (never trained here: ``python -m adasmooth zoo train NAME``).
+
     A corrupt or partial checkpoint raises ``CheckpointError`` (it is never used nor silently
     replaced); a missing one raises ``CheckpointError`` unless ``train_if_missing``.
     """
     device = get_device(device)
+    from . import learned
+
+    if name in learned.RECIPES:  # a learned mixer: its mixing network and validation-chosen head
+        return learned.get(name, root=root, base_overrides=overrides, device=device)
     s = stem(name, overrides, root)
     if not checkpoint.path_for(s, ".json").exists():
         if not train_if_missing:

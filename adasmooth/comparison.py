@@ -1,0 +1,434 @@
+"""The honest comparison: the learned α_θ against the constant α, at matched clean accuracy.
+
+Everything that is chosen (the head's shift, the evaluation range, the constant α) is chosen on the
+validation split (``learned.choose_head``, :func:`val_calibration`); the test images only measure.
+Both mixers face the same attack set, run AutoAttack-style (each attack only on the inputs every
+earlier one left correct, so the last column is the per-image worst case):
+
+- PGD with CE and margin losses, through α_θ (``full``, attacker's α-term w = 0 and 0.2) and with α_θ
+  detached; PGD crafted on g alone and on h alone (transfers);
+- against masking: PGD on softened surrogates of α_θ (γ/T, judged on the real model); detector
+  evasion: the α-term at large weights, a two-phase attack that first drives α_θ toward g and then
+  attacks the mixture from there, and PGD on the mixture with α_θ held at its clean value;
+- APGD-CE and APGD-T through α_θ (pyautoattack), then Square (gradient-free, ``square_queries``) on a
+  class-balanced subset of ``square_n`` images.
+
+The constant α gets every attack that applies to it (those about α_θ do not).  Per-image results are
+cached by content (model weights, mixer head, attack and its parameters, images): a rerun or another
+notebook asking the same question reads the answer instead of recomputing it.  Intervals are
+Clopper-Pearson (95 %), "A beats B" is McNemar's exact test on the same images.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import checkpoint
+from .attacks import autoattack, pgd
+from .mixing import mix_log_probs
+from .runtime import batches, data_root, progress_bar
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+# ---------------------------------------------------------------------------------------------
+def interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson interval of a proportion k/n (scipy)."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return (0.0, 1.0)
+    ci = binomtest(int(k), int(n)).proportion_ci(level, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def summary(mask: torch.Tensor) -> dict:
+    """Accuracy of a per-image bool mask with its 95 % interval."""
+    k, n = int(mask.sum()), int(mask.numel())
+    lo, hi = interval(k, n)
+    return {"acc": k / n if n else float("nan"), "low": lo, "high": hi, "k": k, "n": n}
+
+
+def mcnemar(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """McNemar's exact test of "a and b are equally accurate" on the same images (two-sided):
+    a binomial test on the discordant pairs (scipy)."""
+    from scipy.stats import binomtest
+
+    if a.shape != b.shape:
+        raise ValueError(f"paired masks must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    p = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+    return {"only_a": only_a, "only_b": only_b, "p_value": float(p), "diff": (only_a - only_b) / a.numel()}
+
+
+def auc(neg: torch.Tensor, pos: torch.Tensor) -> float:
+    """Area under the ROC curve of a score separating ``pos`` from ``neg`` (Mann-Whitney U, scipy)."""
+    from scipy.stats import mannwhitneyu
+
+    if len(neg) == 0 or len(pos) == 0:
+        return float("nan")
+    u = mannwhitneyu(pos.double().cpu().numpy(), neg.double().cpu().numpy()).statistic
+    return float(u) / (len(neg) * len(pos))
+
+
+# ---------------------------------------------------------------------------------------------
+# Models compared
+# ---------------------------------------------------------------------------------------------
+class ConstantMix(nn.Module):
+    """h^α with a constant α (log-probabilities), the baseline."""
+
+    def __init__(self, g: nn.Module, h: nn.Module, alpha: float):
+        super().__init__()
+        self.g, self.h, self.alpha = g, h, float(alpha)
+
+    def forward(self, x):
+        return mix_log_probs(F.log_softmax(self.g(x).float(), 1), F.log_softmax(self.h(x).float(), 1), self.alpha)
+
+
+class _HeldAlpha(nn.Module):
+    """The adaptive mixture with α_θ replaced by fixed per-image values (evasion attack's model)."""
+
+    def __init__(self, model, alpha: torch.Tensor):
+        super().__init__()
+        self.model, self.alpha = model, alpha
+
+    def forward(self, x):
+        m = self.model
+        return mix_log_probs(F.log_softmax(m.g(x).float(), 1), F.log_softmax(m.h(x).float(), 1), self.alpha)
+
+
+def fingerprint(*modules: nn.Module, extra=None) -> str:
+    """sha256 of the modules' weights and buffers (and ``extra``): the content address of a mixer."""
+    h = hashlib.sha256()
+    for m in modules:
+        for k, v in sorted(m.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _images_hash(x, y) -> str:
+    h = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes())
+    h.update(y.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# The attack set
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Budget:
+    """The attack budget of the comparison (all of it enters the cache key)."""
+
+    eps: float = 0.1
+    norm: str = "linf"
+    steps: int = 20
+    apgd_iter: int = 100
+    n_targets: int = 3
+    surrogate_scales: tuple = (1.0, 0.25)
+    evasion_weights: tuple = (0.5, 0.9)
+    square_queries: int = 5000
+    square_n: int = 200
+    seed: int = 0
+    batch_size: int = 250
+
+    def __post_init__(self):
+        if self.eps <= 0 or self.steps < 1 or self.apgd_iter < 0 or self.square_queries < 0 or self.square_n < 0:
+            raise ValueError(f"budget needs eps > 0, steps >= 1 and apgd_iter, square_queries, square_n >= 0: "
+                             f"{self}")
+
+
+def _with_alpha_term(model, base: str, w: float, threat: str, budget: Budget, **kw):
+    from .adaptive import attack_adaptive
+
+    def attack(x, y):
+        return attack_adaptive(model, x, y, threat=threat, eps=budget.eps, steps=budget.steps, norm=budget.norm,
+                               loss=base, alpha_weight=w, seed=budget.seed, batch_size=budget.batch_size, **kw)
+    return attack
+
+
+def _surrogate(model, base: str, surrogate_scale: float, budget: Budget):
+    from .adaptive import attack_adaptive
+
+    def attack(x, y):
+        scale, shift = float(model.net.scale), float(model.net.shift)
+        temp = scale / surrogate_scale
+        model.net.set_head(scale / temp, shift / temp)
+        try:
+            return attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=budget.steps, norm=budget.norm,
+                                   loss=base, alpha_weight=0.2, seed=budget.seed, batch_size=budget.batch_size)
+        finally:
+            model.net.set_head(scale, shift)
+    return attack
+
+
+def _two_phase(model, budget: Budget):
+    """Detector evasion: half the steps push α_θ toward g only (w = 1), the rest attack the mixture (CE,
+    w = 0) from that point, inside the same ε-ball."""
+    from .adaptive import attack_adaptive
+
+    def attack(x, y):
+        half = max(1, budget.steps // 2)
+        x1 = attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=half, norm=budget.norm, loss="ce",
+                             alpha_weight=1.0, seed=budget.seed, batch_size=budget.batch_size)
+        out = torch.empty_like(x)
+        for sl in batches(len(x), budget.batch_size):
+            with model.threat("full"):
+                out[sl] = pgd(model, x[sl], y[sl], eps=budget.eps, steps=budget.steps - half or 1, norm=budget.norm,
+                              loss="ce", start=x1[sl], seed=budget.seed + 1)
+        return out
+    return attack
+
+
+def _held_alpha(model, budget: Budget):
+    """PGD on the mixture with α_θ held at its value on the clean input (judged on the real model)."""
+    def attack(x, y):
+        out = torch.empty_like(x)
+        for sl in batches(len(x), budget.batch_size):
+            with torch.no_grad():
+                _, a0, _ = model(x[sl], return_alpha=True)
+            out[sl] = pgd(_HeldAlpha(model, a0), x[sl], y[sl], eps=budget.eps, steps=budget.steps, norm=budget.norm,
+                          loss="ce", seed=budget.seed)
+        return out
+    return attack
+
+
+def _transfer(source, budget: Budget):
+    def attack(x, y):
+        return pgd(source, x, y, eps=budget.eps, steps=budget.steps, norm=budget.norm, loss="ce", seed=budget.seed,
+                   batch_size=budget.batch_size)
+    return attack
+
+
+def _pgd_on(model, loss, budget: Budget):
+    def attack(x, y):
+        return pgd(model, x, y, eps=budget.eps, steps=budget.steps, norm=budget.norm, loss=loss, seed=budget.seed,
+                   batch_size=budget.batch_size)
+    return attack
+
+
+def _apgd(model, which: str, budget: Budget, adaptive: bool):
+    def attack(x, y):
+        kw = dict(eps=budget.eps, norm=budget.norm, attacks=(which,), n_iter=budget.apgd_iter,
+                  n_target_classes=budget.n_targets, seed=budget.seed, batch_size=budget.batch_size)
+        if adaptive:
+            with model.threat("full"):
+                return autoattack(model, x, y, **kw)
+        return autoattack(model, x, y, **kw)
+    return attack
+
+
+def _square(model, budget: Budget):
+    def attack(x, y):
+        return autoattack(model, x, y, eps=budget.eps, norm=budget.norm, attacks=("square",),
+                          square_queries=budget.square_queries, seed=budget.seed, batch_size=budget.batch_size)
+    return attack
+
+
+def attack_set(model, budget: Budget) -> dict:
+    """The ordered attacks ``{name: f(x, y) -> x_adv}`` for an ``AdaptiveMixedClassifier`` or a
+    :class:`ConstantMix` (the attacks about α_θ are left out for the latter); Square last."""
+    adaptive = hasattr(model, "net")
+    if adaptive:
+        out = {f"pgd-{loss}/full/w={w:g}": _with_alpha_term(model, loss, w, "full", budget)
+               for loss in ("ce", "margin") for w in (0.0, 0.2)}
+        out.update({f"pgd-{loss}/detached": _with_alpha_term(model, loss, 0.0, "detached", budget)
+                    for loss in ("ce", "margin")})
+    else:
+        out = {f"pgd-{loss}": _pgd_on(model, "cw" if loss == "margin" else loss, budget) for loss in ("ce", "margin")}
+    out["transfer/g"] = _transfer(model.g, budget)
+    out["transfer/h"] = _transfer(model.h, budget)
+    if adaptive:
+        for s in budget.surrogate_scales:
+            if s < float(model.net.scale):
+                out.update({f"surrogate-{s:g}/{loss}": _surrogate(model, loss, s, budget) for loss in ("ce", "margin")})
+        out.update({f"evasion/w={w:g}": _with_alpha_term(model, "ce", w, "full", budget)
+                    for w in budget.evasion_weights})
+        out["evasion/two-phase"] = _two_phase(model, budget)
+        out["evasion/alpha-held"] = _held_alpha(model, budget)
+    if budget.apgd_iter:
+        out["apgd-ce"] = _apgd(model, "apgd-ce", budget, adaptive)
+        out["apgd-t"] = _apgd(model, "apgd-t", budget, adaptive)
+    if budget.square_queries and budget.square_n:
+        out[f"square-{budget.square_queries}"] = _square(model, budget)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it, with the content-addressed cache
+# ---------------------------------------------------------------------------------------------
+def cache_dir():
+    return data_root() / "attack-cache"
+
+
+def _cached(key: str, compute, use_cache: bool):
+    path = cache_dir() / f"{key}.json"
+    if use_cache and path.exists():
+        try:
+            doc = json.loads(path.read_text())
+            return torch.tensor(doc["correct"], dtype=torch.bool), doc["seconds"], True
+        except (ValueError, KeyError):
+            log.warning("ignoring unreadable attack-cache entry %s", path)
+    t0 = time.perf_counter()
+    correct = compute()
+    seconds = time.perf_counter() - t0
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.atomic_write_json(path, {"correct": correct.cpu().tolist(), "seconds": round(seconds, 2)})
+    return correct.cpu(), seconds, False
+
+
+@torch.no_grad()
+def _correct(model, x, y, bs):
+    return torch.cat([model(x[sl]).argmax(1) == y[sl] for sl in batches(len(x), bs)]).cpu()
+
+
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, budget: Budget, *, identity: str, square_idx=None,
+             use_cache: bool = True, progress: bool = False) -> dict:
+    """Run :func:`attack_set` on (x, y) AutoAttack-style and return per-image masks.
+
+    ``identity`` is the mixer's content address (:func:`fingerprint`).  Square runs only on
+    ``square_idx`` (positions in x).  Returns ``{"clean", "worst": bool masks, "steps": [{"attack",
+    "acc" (cumulative), "seconds", "cached"}], "square": {...} or None}`` where ``worst`` is the mask
+    after every attack but Square, and ``square`` holds the masks before and after it on its subset.
+    """
+    model.eval()
+    dev = next(model.parameters()).device
+    x, y = x.to(dev), y.to(dev)
+    bs = budget.batch_size
+    base_key = {"identity": identity, "budget": asdict(budget)}
+    clean = _correct(model, x, y, bs)
+    correct = clean.clone()
+    steps, sq = [], None
+    attacks = attack_set(model, budget)
+    for name, attack in progress_bar(list(attacks.items()), progress=progress, desc="attacks", leave=False):
+        is_square = name.startswith("square")
+        pool = correct.clone()
+        if is_square:
+            if square_idx is None:
+                continue
+            sub = torch.zeros_like(pool)
+            sub[torch.as_tensor(square_idx)] = True
+            pool &= sub
+        idx = pool.nonzero().flatten()
+        if len(idx) == 0:
+            ok, secs, hit = torch.zeros(0, dtype=torch.bool), 0.0, False
+        else:
+            xs, ys = x[idx.to(dev)], y[idx.to(dev)]
+            key = hashlib.sha256(json.dumps({**base_key, "attack": name, "images": _images_hash(xs, ys)},
+                                            sort_keys=True).encode()).hexdigest()[:32]
+
+            def compute(attack=attack, xs=xs, ys=ys):
+                return _correct(model, attack(xs, ys), ys, bs)
+            ok, secs, hit = _cached(key, compute, use_cache)
+        after = pool.clone()
+        after[idx] = ok
+        if is_square:
+            sub_idx = torch.as_tensor(square_idx)
+            sq = {"attack": name, "n": len(sub_idx), "before": correct[sub_idx].clone(),
+                  "after": (correct & ~pool | after)[sub_idx], "seconds": round(secs, 1), "cached": hit}
+        else:
+            correct = after
+            steps.append({"attack": name, "acc": correct.float().mean().item(), "seconds": round(secs, 1),
+                          "cached": hit})
+        log.info("%s: %s%s", identity[:8], name, " (cached)" if hit else f" {secs:.0f} s")
+    return {"clean": clean, "worst": correct, "steps": steps, "square": sq}
+
+
+@torch.no_grad()
+def alpha_values(model, x, bs=500) -> torch.Tensor:
+    """α_θ(x) of an adaptive model, per image."""
+    dev = next(model.parameters()).device
+    return torch.cat([model(x[sl].to(dev), return_alpha=True)[1] for sl in batches(len(x), bs)]).cpu()
+
+
+# ---------------------------------------------------------------------------------------------
+# The headline: the learned α_θ (with and without its range) against the constant α
+# ---------------------------------------------------------------------------------------------
+def _masks_doc(res: dict) -> dict:
+    doc = {"clean": summary(res["clean"]), "attacked": summary(res["worst"]), "steps": res["steps"]}
+    if res["square"] is not None:
+        s = res["square"]
+        doc["square"] = {"attack": s["attack"], "n": s["n"], "before": summary(s["before"]),
+                         "after": summary(s["after"]), "seconds": s["seconds"], "cached": s["cached"],
+                         "gap_points": 100 * (s["before"].float().mean() - s["after"].float().mean()).item()}
+    return doc
+
+
+def diagnostics(model, x, y, budget: Budget) -> dict:
+    """α_θ on clean test images and on two attacks' examples (all images): quantiles and the AUC with
+    which α_θ separates attacked from clean inputs."""
+    from .adaptive import attack_adaptive
+
+    qs = torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95])
+    a_clean = alpha_values(model, x)
+    out = {"clean": {"quantiles": torch.quantile(a_clean, qs).tolist()}}
+    for name, w in (("pgd-ce/full/w=0.2", 0.2), ("evasion/w=0.9", 0.9)):
+        adv = attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=budget.steps, norm=budget.norm,
+                              loss="ce", alpha_weight=w, seed=budget.seed, batch_size=budget.batch_size)
+        a_adv = alpha_values(model, adv)
+        out[name] = {"quantiles": torch.quantile(a_adv, qs).tolist(), "auc": auc(a_clean, a_adv)}
+    out["quantile_levels"] = qs.tolist()
+    return out
+
+
+def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
+             learned_names=("fmnist-adaptive", "fmnist-adaptive-clamped"), n_test: int = 1000,
+             budget: Budget = Budget(), with_diagnostics: bool = True, root=None, base_overrides=None,
+             mixing_overrides=None, use_cache: bool = True, device=None, progress: bool = False) -> dict:
+    """The comparison at the validation-chosen clean accuracy on ``n_test`` class-balanced test images.
+
+    Each learned mixer (``learned.RECIPES``, head chosen on the validation split) and the constant α
+    chosen on the same split for the same target face :func:`attack_set`; Square runs on a class-balanced
+    subset of ``budget.square_n`` of the images.  Returns a JSON-ready dict: per method the clean and
+    attacked accuracy with 95 % intervals, each attack's cumulative accuracy and seconds, Square's
+    gap on its subset; McNemar's test of each learned mixer against the constant α (all attacks but
+    Square; and on the Square subset after Square); α_θ diagnostics.
+    """
+    from . import data, learned, zoo
+    from .runtime import get_device
+
+    device = get_device(device)
+    models = {n: learned.get(n, root=root, base_overrides=base_overrides, mixing_overrides=mixing_overrides,
+                             device=device) for n in learned_names}
+    first = models[learned_names[0]]
+    head = first.metadata["head"]
+    dataset = zoo.recipe(g).dataset
+    k = data.info(dataset)["num_classes"]
+    xt, yt = data.load(dataset, "test")
+    idx = data.balanced_subset(yt, n_test // k, seed=budget.seed)
+    x, y = xt[idx].to(device), yt[idx].to(device)
+    sq_pos = data.balanced_subset(y.cpu(), budget.square_n // k, seed=budget.seed + 1) if budget.square_n else None
+    const = ConstantMix(first.g, first.h, head["val"]["constant_alpha"]).to(device).eval()
+    runs = {"constant": (const, fingerprint(first.g, first.h, extra={"alpha": const.alpha}))}
+    for n, m in models.items():
+        runs[n] = (m, fingerprint(m, extra={"head": m.metadata["head"]}))
+    out = {"n": len(y), "budget": asdict(budget), "target_val": head["val"]["target"], "val": head["val"],
+           "methods": {}, "paired": {}}
+    masks = {}
+    for name, (model, ident) in runs.items():
+        res = evaluate(model, x, y, budget, identity=ident, square_idx=sq_pos, use_cache=use_cache,
+                       progress=progress)
+        masks[name] = res
+        out["methods"][name] = _masks_doc(res)
+        if name != "constant":
+            out["methods"][name]["head"] = {k2: v for k2, v in model.metadata["head"].items() if k2 != "val"}
+    for name in models:
+        pair = {"attacked": mcnemar(masks[name]["worst"], masks["constant"]["worst"]),
+                "clean": mcnemar(masks[name]["clean"], masks["constant"]["clean"])}
+        if masks[name]["square"] is not None:
+            pair["after_square"] = mcnemar(masks[name]["square"]["after"], masks["constant"]["square"]["after"])
+        out["paired"][f"{name} vs constant"] = pair
+    if with_diagnostics:
+        out["diagnostics"] = {n: diagnostics(m, x, y, budget) for n, m in models.items()}
+    return out
