@@ -1,4 +1,4 @@
-# The two commands of the README: `make reproduce` (main job) and `make test` (test suite).
+# The two commands of the README: `make reproduce` (main job, on the shipped models) and `make test` (test suite).
 # Both create the virtual environment and fetch the offline dataset when missing, and reuse them when present.
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,10 +7,14 @@ STAMP := $(VENV)/.adasmooth-installed
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 PROFILE ?= default
 
-.PHONY: reproduce test setup data browser
+.PHONY: reproduce reproduce-from-scratch test setup data browser
 
 reproduce: setup
 	$(PY) -m adasmooth reproduce --profile $(PROFILE)
+
+# every model trained again into results/$(PROFILE)-retrain/zoo, then compared with the shipped ones
+reproduce-from-scratch: setup
+	$(PY) -m adasmooth reproduce --profile $(PROFILE) --retrain
 
 test: setup browser
 	$(PY) -m pytest -q

@@ -34,6 +34,10 @@ def _zoo_train(args) -> int:
     if not todo:
         print("name a zoo model or pass --all", file=sys.stderr)
         return 2
+    from . import learned
+
+    mixers = [n for n in todo if n in learned.RECIPES]
+    todo = [n for n in todo if n not in learned.RECIPES]
     for n in todo:
         zoo.recipe(n)  # fail early on unknown names
     cached = {n for n in todo if zoo.is_cached(n, ov, root=args.cache) and not args.force}
@@ -47,7 +51,33 @@ def _zoo_train(args) -> int:
     for n in todo:
         if n not in cached:
             print(f"{n}: {metas[n]['metrics']}")
+    for n in mixers:  # learned mixers need their base models cached
+        r = learned.recipe(n)
+        zoo.train_many([r.g, r.h], overrides=ov, root=args.cache, device=args.device, jobs=1, progress=args.progress)
+        m = learned.train(n, root=args.cache, base_overrides=ov, device=args.device, progress=args.progress)
+        print(f"{n}: head {m.metadata['head']['val']}")
     print(zoo.format_table(zoo.table(root=args.cache, overrides=ov)))
+    return 0
+
+
+def _zoo_verify(args) -> int:
+    from . import shipped
+
+    rows = shipped.verify(args.cache)
+    for r in rows:
+        print(f"{r['status']:8s} {'shipped' if r['shipped'] else 'cached ':8s} {r['kind']:24s} {r['file']}")
+    bad = [r for r in rows if r["status"] != "ok"]
+    if bad:
+        print(f"{len(bad)} of {len(rows)} files fail their check; a shipped one is restored with "
+              f"'git checkout -- data/zoo/FILE', a cached one is retrained by 'zoo train'", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _zoo_ship(args) -> int:
+    from . import shipped
+
+    files = shipped.ship(args.cache, training_threads=args.threads)
+    print(f"{shipped.manifest_path(args.cache)}: {len(files)} files")
     return 0
 
 
@@ -89,6 +119,14 @@ def main(argv=None) -> int:
     zt.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     zt.set_defaults(func=_zoo_train)
 
+    zv = z.add_parser("verify", help="check every cached and shipped checkpoint against its sha256")
+    zv.add_argument("--cache", default=None)
+    zv.set_defaults(func=_zoo_verify)
+    zs = z.add_parser("ship", help="record the cache's checkpoints as shipped (writes data/zoo/SHIPPED.json)")
+    zs.add_argument("--cache", default=None)
+    zs.add_argument("--threads", type=int, default=1, help="torch threads the models were trained with")
+    zs.set_defaults(func=_zoo_ship)
+
     d = sub.add_parser("data", help="datasets").add_subparsers(dest="data_cmd", required=True)
     df = d.add_parser("fetch", help="download a dataset through torchvision (needs internet)")
     df.add_argument("name")
@@ -101,6 +139,9 @@ def main(argv=None) -> int:
     r.add_argument("--force", action="store_true", help="rerun notebooks whose results are current")
     r.add_argument("--jobs", type=int, default=None,
                    help="notebooks run side by side on a CPU (default: one per core; 1 on a GPU)")
+    r.add_argument("--retrain", action="store_true",
+                   help="train every model from scratch into results/<profile>-retrain/zoo, run the notebooks there "
+                        "and compare each retrained model with the shipped one (retrain_comparison.md)")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     r.set_defaults(func=_reproduce)
 

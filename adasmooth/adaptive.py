@@ -561,7 +561,7 @@ def get_mixing_network(g_name: str, h_name: str, config: MixingConfig | None = N
                 "final_loss": hist["loss"][-1], "first_loss": hist["loss"][0],
                 "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                              "python": platform.python_version(), "adasmooth": zoo.__version__},
-                "device": str(device)}
+                "device": str(device), "threads": torch.get_num_threads()}
         checkpoint.save(s, {k: v.detach().cpu() for k, v in model.net.state_dict().items()}, meta)
         checkpoint.remove(state_path)
     state, meta = checkpoint.load(s, map_location="cpu")

@@ -399,6 +399,12 @@ def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
     from .runtime import get_device
 
     device = get_device(device)
+    for n in learned_names:
+        r = learned.recipe(n)
+        if (r.g, r.h) != (g, h):
+            raise ValueError(f"learned mixer {n!r} mixes g={r.g!r}, h={r.h!r}, not g={g!r}, h={h!r}")
+    if n_test < data.info(zoo.recipe(g).dataset)["num_classes"]:
+        raise ValueError(f"n_test must be at least the class count, got {n_test}")
     models = {n: learned.get(n, root=root, base_overrides=base_overrides, mixing_overrides=mixing_overrides,
                              device=device) for n in learned_names}
     first = models[learned_names[0]]
@@ -432,3 +438,58 @@ def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
     if with_diagnostics:
         out["diagnostics"] = {n: diagnostics(m, x, y, budget) for n, m in models.items()}
     return out
+
+
+def headline_tables(doc: dict) -> dict:
+    """The headline's tables (``results.table`` dicts): per method, and the paired tests."""
+    from .results import table
+
+    def pct(s):
+        return f"{100 * s['acc']:.1f} [{100 * s['low']:.1f}, {100 * s['high']:.1f}]"
+
+    rows = []
+    for name, m in doc["methods"].items():
+        sq = m.get("square")
+        rows.append([name, pct(m["clean"]), pct(m["attacked"]),
+                     pct(sq["before"]) if sq else "–", pct(sq["after"]) if sq else "–",
+                     round(sum(s["seconds"] for s in m["steps"]) + (sq["seconds"] if sq else 0))])
+    methods = table(["method", "clean % [95 % CI]", f"attacked % (all but Square, n={doc['n']})",
+                     "Square subset: before %", "after Square %", "attack seconds"], rows)
+    prow = []
+    for name, p in doc["paired"].items():
+        for what, t in p.items():
+            prow.append([name, what, t["only_a"], t["only_b"], round(100 * t["diff"], 2), f"{t['p_value']:.3g}"])
+    paired = table(["comparison", "on", "only learned right", "only constant right", "difference (points)",
+                    "McNemar exact p"], prow)
+    steps = table(["method", "attack", "cumulative accuracy %", "seconds"],
+                  [[name, s["attack"], round(100 * s["acc"], 2), s["seconds"]]
+                   for name, m in doc["methods"].items() for s in m["steps"]])
+    return {"methods": methods, "paired": paired, "steps": steps}
+
+
+def plot_headline(doc: dict, ax=None):
+    """Clean vs attacked accuracy of each method at the matched point, 95 % intervals as error bars
+    (filled: all attacks but Square on every image; open: the Square subset after Square)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4.2))
+    for i, (name, m) in enumerate(doc["methods"].items()):
+        c, a = m["clean"], m["attacked"]
+        color = f"C{i}"
+        ax.errorbar(100 * c["acc"], 100 * a["acc"], xerr=[[100 * (c["acc"] - c["low"])], [100 * (c["high"] - c["acc"])]],
+                    yerr=[[100 * (a["acc"] - a["low"])], [100 * (a["high"] - a["acc"])]], fmt="o", color=color,
+                    capsize=3, label=f"{name}")
+        sq = m.get("square")
+        if sq:
+            s = sq["after"]
+            ax.errorbar(100 * c["acc"], 100 * s["acc"], yerr=[[100 * (s["acc"] - s["low"])], [100 * (s["high"] - s["acc"])]],
+                        fmt="o", mfc="none", color=color, capsize=3, label=f"{name}: Square subset (n={s['n']})")
+    b = doc["budget"]
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel(f"attacked accuracy (%), ℓ{'∞' if b['norm'] == 'linf' else '2'} ε = {b['eps']:g}")
+    ax.set_title(f"learned α_θ vs constant α at the validation-chosen clean accuracy\n"
+                 f"n = {doc['n']} test images, full attack set, Clopper-Pearson 95 % intervals", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax

@@ -174,3 +174,27 @@ def get(name: str, *, root=None, base_overrides=None, mixing_overrides=None, dev
         model.net.set_alpha_range(head["alpha_min"], head["alpha_max"])
     model.metadata = {**model.metadata, "head": head, "learned_mixer": name}
     return model
+
+
+def table_network(g: str, h: str, *, eps: float, norm: str, epochs: int, batch_size: int, c_ce: float,
+                  c_bce: float, c_prod: float, n_train: int | None, steps_df: int, width: int, momentum: float,
+                  seed: int, root=None, base_overrides=None, train_if_missing: bool = True, device=None,
+                  progress: bool = False):
+    """The mixing network of one cell of Tables SM2/SM3 (notebooks 04 and 05): loaded from the zoo cache,
+    or trained there when missing and ``train_if_missing``."""
+    from .adaptive import MixingConfig, get_mixing_network
+
+    cfg = MixingConfig(eps=eps, norm=norm, epochs=epochs, batch_size=batch_size, c_ce=c_ce, c_bce=c_bce,
+                       c_prod=c_prod, train_subset=n_train, steps_df=steps_df, width=width, momentum_max=momentum,
+                       seed=seed)
+    return get_mixing_network(g, h, cfg, train_if_missing=train_if_missing, root=root,
+                              base_overrides=base_overrides, device=device, progress=progress)
+
+
+def get_or_train(name: str, *, train_if_missing: bool = False, root=None, base_overrides=None,
+                 mixing_overrides=None, device=None, progress: bool = False):
+    """:func:`get`, or, when its head file is missing and ``train_if_missing``, :func:`train`."""
+    if head_path(name, root, base_overrides, mixing_overrides).exists() or not train_if_missing:
+        return get(name, root=root, base_overrides=base_overrides, mixing_overrides=mixing_overrides, device=device)
+    return train(name, root=root, base_overrides=base_overrides, mixing_overrides=mixing_overrides, device=device,
+                 progress=progress)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from . import checkpoint, profiles, resolve, results, zoo
 from .runtime import get_device
+from .results import _cell, markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -475,16 +476,30 @@ def _run_side_by_side(todo: list, kw: dict, *, jobs: int, zoo_todo: list[str], z
 
 def run(profile: str | profiles.Profile, *, only=None, force: bool = False, device: str | None = None,
         progress: bool = False, out_root=None, fig_dir=None, zoo_root=None, nb_dir=None,
-        jobs: int | None = None) -> list[Outcome]:
+        jobs: int | None = None, retrain: bool = False) -> list[Outcome]:
     """Validate (:func:`plan`), train missing zoo models, run the selected notebooks and write the
     summary; return the selected notebooks' outcomes (in notebook order).  On a CPU ``jobs`` notebooks
     (default: one per core) run side by side, each kernel with cores // jobs threads.  The summary also
     lists the notebooks left out by ``only`` whose results are current (``--only 02`` does not drop
-    the others from ``summary.md``)."""
+    the others from ``summary.md``).
+
+    Shipped checkpoints (``shipped``) are verified first and never trained: a missing or modified one
+    stops the run with how to restore it.  With ``retrain`` every model is trained into a fresh cache
+    ``results/<profile>-retrain/zoo`` (results and figures beside it) and ``retrain_comparison.md``
+    compares each retrained model with the shipped one."""
+    from . import shipped
+
+    prof = profiles.get(profile) if isinstance(profile, str) else profile
+    if retrain:
+        out_root = Path(out_root) if out_root else PROJECT / "results" / f"{prof.name}-retrain"
+        zoo_root = Path(zoo_root) if zoo_root else out_root / "zoo"
+        fig_dir = fig_dir or out_root / "figures"
     every = plan(profile, device=device, out_root=out_root, fig_dir=fig_dir, zoo_root=zoo_root, nb_dir=nb_dir)
     chosen = {p.stem for p in select([src for src, _ in every.notebooks], only)}
     todo = [(src, params) for src, params in every.notebooks if src.stem in chosen]
     jobs = _notebook_jobs(jobs, device, len(todo))  # checked before any training
+    if not retrain:
+        shipped.check(every.zoo_root)  # a missing or modified shipped file: RuntimeError with the fix
     t0 = time.perf_counter()
     specs = [s for src, params in todo for s in model_specs(src, params)]
     left_out = [s for src, params in every.notebooks if src.stem not in chosen for s in model_specs(src, params)]
@@ -514,29 +529,25 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
             continue
         outcomes.append(done[src.stem])
         listed.append(done[src.stem])
-    write_summary(every.out_root / "summary.md", every.profile, listed, zoo_rows, time.perf_counter() - t0)
+    ship = shipped.manifest(every.zoo_root)
+    for r in zoo_rows:  # say where each model came from
+        if r["status"] == "trained":
+            r["status"] = "trained in this run"
+        elif r["status"] == "cached" and any(e.get("name") == r["model"] for e in ship.values()):
+            r["status"] = "shipped checkpoint"
+    write_summary(every.out_root / "summary.md", every.profile, listed, zoo_rows, time.perf_counter() - t0,
+                  shipped_files=ship)
+    if retrain:
+        shipped.write_comparison(every.out_root / "retrain_comparison.md", retrained_root=every.zoo_root)
     return outcomes
 
 
 # ---------------------------------------------------------------- summary
 
-def _cell(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if v is None:
-        return "–"
-    return str(v)
-
-
-def markdown_table(tab: dict) -> str:
-    """A results table (``{"columns", "rows"}``) as markdown."""
-    lines = ["| " + " | ".join(map(str, tab["columns"])) + " |", "|" + "---|" * len(tab["columns"])]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in tab["rows"]]
-    return "\n".join(lines)
 
 
 def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: list[Outcome], zoo_rows: list[dict],
-                  total_seconds: float) -> Path:
+                  total_seconds: float, shipped_files: dict | None = None) -> Path:
     """``summary.md``: timings, then each notebook's tables and figures (links relative to ``path``)."""
     import platform
 
@@ -558,6 +569,13 @@ def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: lis
         lines += ["", "Zoo models used (trained by this run when missing):", "",
                   "| model | status | seconds |", "|---|---|---|"]
         lines += [f"| {r['model']} | {r['status']} | {r['seconds']:.1f} |" for r in zoo_rows]
+    if shipped_files:
+        nets = sorted(e["stem"] for e in shipped_files.values() if e["kind"] == "mixing-network")
+        heads = sorted(f for f, e in shipped_files.items() if e["kind"] == "learned-mixer-head")
+        lines += ["", f"Shipped checkpoints verified (sha256) before the run: {len(shipped_files)} files in data/zoo, "
+                  f"among them {len(nets)} mixing networks and the learned mixers' heads "
+                  f"{', '.join(h.removesuffix('.json') for h in heads) or '–'}; a mixing network a notebook needs is "
+                  "read from there and trained only when missing (the notebook's executed copy logs it)."]
     for o in outcomes:
         lines += ["", f"## {o.name}", ""]
         if o.status == "failed":
@@ -580,7 +598,7 @@ def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: lis
 def main(args) -> int:
     """Entry point of ``python -m adasmooth reproduce``; returns the exit status (1 when a notebook failed)."""
     outcomes = run(args.profile, only=args.only, force=args.force, device=args.device, progress=args.progress,
-                   jobs=args.jobs)
+                   jobs=args.jobs, retrain=getattr(args, "retrain", False))
     failed = [o.name for o in outcomes if o.status == "failed"]
     out = outcomes[0].results.parent if outcomes else ""
     print(f"summary: {out}/summary.md" + (f"; FAILED: {', '.join(failed)}" if failed else ""))

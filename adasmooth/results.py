@@ -36,6 +36,21 @@ def table(columns: list[str], rows: list[list]) -> dict:
     return {"columns": list(columns), "rows": [list(r) for r in rows]}
 
 
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if v is None:
+        return "–"
+    return str(v)
+
+
+def markdown_table(tab: dict) -> str:
+    """A results table (``{"columns", "rows"}``) as markdown."""
+    lines = ["| " + " | ".join(map(str, tab["columns"])) + " |", "|" + "---|" * len(tab["columns"])]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in tab["rows"]]
+    return "\n".join(lines)
+
+
 def save_figure(fig, fig_dir: str | os.PathLike, name: str, dpi: int = 130) -> Path:
     """Save a matplotlib figure as ``<fig_dir>/<name>.png`` atomically; return its path."""
     import io

@@ -213,7 +213,7 @@ def train_model(name: str, *, overrides: dict | None = None, root=None, device=N
             "seed": tcfg.seed, "metrics": metrics, "floors": r.floors, "floors_met": all(floors_ok.values()),
             "versions": {"adasmooth": __version__, "torch": torch.__version__,
                          "torchvision": torchvision.__version__, "python": platform.python_version()},
-            "device": str(device)}
+            "device": str(device), "threads": torch.get_num_threads()}
     model_cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     meta = checkpoint.save(s, model_cpu_state, meta)
     checkpoint.remove(state_path)
