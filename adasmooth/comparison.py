@@ -385,7 +385,7 @@ def diagnostics(model, x, y, budget: Budget) -> dict:
 def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
              learned_names=("fmnist-adaptive", "fmnist-adaptive-clamped"), n_test: int = 1000,
              budget: Budget = Budget(), with_diagnostics: bool = True, root=None, base_overrides=None,
-             mixing_overrides=None, use_cache: bool = True, device=None, progress: bool = False) -> dict:
+             mixing_overrides=None, use_cache: bool = True, only=None, device=None, progress: bool = False) -> dict:
     """The comparison at the validation-chosen clean accuracy on ``n_test`` class-balanced test images.
 
     Each learned mixer (``learned.RECIPES``, head chosen on the validation split) and the constant α
@@ -393,7 +393,9 @@ def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
     subset of ``budget.square_n`` of the images.  Returns a JSON-ready dict: per method the clean and
     attacked accuracy with 95 % intervals, each attack's cumulative accuracy and seconds, Square's
     gap on its subset; McNemar's test of each learned mixer against the constant α (all attacks but
-    Square; and on the Square subset after Square); α_θ diagnostics.
+    Square; and on the Square subset after Square); α_θ diagnostics.  ``only`` (method names,
+    "constant" included) limits the run to those (e.g. to fill the attack cache from several processes);
+    a pair needs both of its methods.
     """
     from . import data, learned, zoo
     from .runtime import get_device
@@ -422,6 +424,11 @@ def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
     out = {"n": len(y), "budget": asdict(budget), "target_val": head["val"]["target"], "val": head["val"],
            "methods": {}, "paired": {}}
     masks = {}
+    if only is not None:
+        unknown = set(only) - set(runs)
+        if unknown:
+            raise ValueError(f"only must name methods among {list(runs)}, got {sorted(unknown)}")
+        runs = {k: v for k, v in runs.items() if k in only}
     for name, (model, ident) in runs.items():
         res = evaluate(model, x, y, budget, identity=ident, square_idx=sq_pos, use_cache=use_cache,
                        progress=progress)
@@ -430,13 +437,15 @@ def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
         if name != "constant":
             out["methods"][name]["head"] = {k2: v for k2, v in model.metadata["head"].items() if k2 != "val"}
     for name in models:
+        if name not in masks or "constant" not in masks:
+            continue
         pair = {"attacked": mcnemar(masks[name]["worst"], masks["constant"]["worst"]),
                 "clean": mcnemar(masks[name]["clean"], masks["constant"]["clean"])}
         if masks[name]["square"] is not None:
             pair["after_square"] = mcnemar(masks[name]["square"]["after"], masks["constant"]["square"]["after"])
         out["paired"][f"{name} vs constant"] = pair
     if with_diagnostics:
-        out["diagnostics"] = {n: diagnostics(m, x, y, budget) for n, m in models.items()}
+        out["diagnostics"] = {n: diagnostics(m, x, y, budget) for n, m in models.items() if n in masks}
     return out
 
 

@@ -111,8 +111,8 @@ def _mixnet_model(meta: dict, root=None):
     from .mixing_net import for_models
 
     ident = meta["config"]
-    g = zoo.get(ident["g"]["name"], train_if_missing=False, root=root)
-    h = zoo.get(ident["h"]["name"], train_if_missing=False, root=root)
+    g = _zoo_model(ident["g"]["name"], f"{ident['g']['name']}-{ident['g']['config_hash']}", root)
+    h = _zoo_model(ident["h"]["name"], f"{ident['h']['name']}-{ident['h']['config_hash']}", root)
     cfg = ident["mixing"]
     net = for_models(g, h, width=cfg["width"], blocks=cfg["blocks"], bn_momentum=cfg["bn_momentum"])
     state, _ = checkpoint.load(zoo.cache_dir(root) / meta["name"])
@@ -120,10 +120,17 @@ def _mixnet_model(meta: dict, root=None):
     return AdaptiveMixedClassifier(g, h, net).eval(), zoo.recipe(ident["g"]["name"]).dataset
 
 
+def _zoo_model(name: str, stem: str, root=None):
+    state, _ = checkpoint.load(zoo.cache_dir(root) / stem)  # sha256 checked
+    model = zoo.build(name)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
 def load_for_check(entry: dict, root=None):
     """(model, dataset) of a shipped weights entry, loaded with its hash checked."""
     if entry["kind"] == "zoo":
-        return zoo.get(entry["name"], train_if_missing=False, root=root), zoo.recipe(entry["name"]).dataset
+        return _zoo_model(entry["name"], entry["stem"], root), zoo.recipe(entry["name"]).dataset
     meta = checkpoint.read_metadata(zoo.cache_dir(root) / entry["stem"])
     return _mixnet_model(meta, root)
 

@@ -1,0 +1,121 @@
+"""The honest comparison: statistics, the attack set, the content-addressed cache, the learned mixers' heads."""
+import json
+
+import pytest
+import torch
+
+from adasmooth import checkpoint, comparison, data, learned
+from adasmooth.attacks import pgd
+
+from conftest import TINY
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MIX = dict(train_subset=64, batch_size=16, steps_df=2, width=8)
+TINY_BUDGET = comparison.Budget(steps=2, apgd_iter=2, square_queries=10, square_n=10, batch_size=50)
+
+
+def test_interval_and_mcnemar_match_hand_computations():
+    lo, hi = comparison.interval(5, 10)
+    # Clopper-Pearson for 5/10: Beta(5, 6) 2.5 % and Beta(6, 5) 97.5 % quantiles
+    from scipy.stats import beta
+    assert lo == pytest.approx(beta.ppf(0.025, 5, 6)) and hi == pytest.approx(beta.ppf(0.975, 6, 5))
+    a = torch.tensor([True] * 8 + [False] * 2)
+    b = torch.tensor([False] * 8 + [False] * 2)
+    t = comparison.mcnemar(a, b)
+    assert (t["only_a"], t["only_b"]) == (8, 0)
+    assert t["p_value"] == pytest.approx(2 * 0.5 ** 8)  # exact two-sided binomial on 8 discordant pairs
+    assert comparison.mcnemar(a, a)["p_value"] == 1.0
+    with pytest.raises(ValueError, match="same shape"):
+        comparison.mcnemar(a, a[:5])
+    assert comparison.auc(torch.tensor([0.1, 0.2]), torch.tensor([0.8, 0.9])) == 1.0
+    assert comparison.auc(torch.tensor([0.8, 0.9]), torch.tensor([0.1, 0.2])) == 0.0
+
+
+def test_pgd_start_and_momentum(g_model, test_batch):
+    x, y = test_batch[0][:16], test_batch[1][:16]
+    far = torch.clamp(x + 0.5, 0, 1)
+    adv = pgd(g_model, x, y, eps=0.1, steps=0 + 1, start=far, step_size=0.0)
+    assert (adv - x).abs().max() <= 0.1 + 1e-6  # a start outside the ball is projected onto it
+    assert not torch.equal(adv, x)
+    a1 = pgd(g_model, x, y, eps=0.1, steps=3, momentum=0.9, seed=1)
+    a2 = pgd(g_model, x, y, eps=0.1, steps=3, momentum=0.0, seed=1)
+    assert (a1 - x).abs().max() <= 0.1 + 1e-6 and not torch.equal(a1, a2)
+    with pytest.raises(ValueError, match="momentum"):
+        pgd(g_model, x, y, eps=0.1, steps=2, momentum=1.5)
+    with pytest.raises(ValueError, match="start"):
+        pgd(g_model, x, y, eps=0.1, steps=2, start=x[:3])
+
+
+def test_validation_split_is_held_out_balanced_and_disjoint():
+    xf, yf = data.load("fashion-mnist", "fit")
+    xv, yv = data.load("fashion-mnist", "val")
+    assert len(yf) + len(yv) == 60000 and len(yv) == 10 * data.VAL_PER_CLASS
+    assert torch.equal(torch.bincount(yv), torch.full((10,), data.VAL_PER_CLASS))
+    idx = data.validation_indices(data.load("fashion-mnist", "train")[1])
+    assert torch.equal(idx, data.validation_indices(data.load("fashion-mnist", "train")[1]))
+    assert len(set(idx.tolist())) == len(idx)
+
+
+@pytest.fixture(scope="module")
+def mixers(tiny_zoo, zoo_cache):
+    tiny_zoo("fmnist-standard"), tiny_zoo("fmnist-linf-at")
+    kw = dict(root=zoo_cache, base_overrides=TINY, mixing_overrides=MIX, device="cpu")
+    return {n: learned.train(n, **kw) for n in ("fmnist-adaptive", "fmnist-adaptive-clamped")}, kw
+
+
+def test_learned_head_is_chosen_on_validation_and_reloads(mixers, zoo_cache):
+    models, kw = mixers
+    head = models["fmnist-adaptive"].metadata["head"]
+    val = head["val"]
+    # the shift hits the validation target within one image of the 5000, so does the range and the constant α
+    for k in ("acc_shift", "acc_range", "acc_constant"):
+        assert abs(val[k] - val["target"]) <= 1 / val["n"] + 1e-9
+    assert head["alpha_max"] - head["alpha_min"] == pytest.approx(0.15)
+    clamped = models["fmnist-adaptive-clamped"]
+    assert clamped.net.alpha_range == pytest.approx((head["alpha_min"], head["alpha_max"]), abs=1e-6)
+    assert models["fmnist-adaptive"].net.alpha_range == (0.0, 1.0)
+    again = learned.get("fmnist-adaptive", **kw)
+    assert float(again.net.shift) == pytest.approx(head["shift"], abs=1e-6)
+    # a head file chosen for another network is refused
+    p = learned.head_path("fmnist-adaptive", zoo_cache, TINY, MIX)
+    doc = json.loads(p.read_text())
+    p.write_text(json.dumps({**doc, "mixing_sha256": "0" * 64}))
+    try:
+        with pytest.raises(checkpoint.CheckpointError, match="another mixing network"):
+            learned.get("fmnist-adaptive", **kw)
+    finally:
+        p.write_text(json.dumps(doc))
+    with pytest.raises(checkpoint.CheckpointError, match="zoo train fmnist-adaptive-diverse"):
+        learned.get("fmnist-adaptive-diverse", **kw)
+
+
+def test_headline_same_images_for_every_method_and_cached_rerun(mixers, monkeypatch, tmp_path):
+    models, kw = mixers
+    monkeypatch.setenv("ADASMOOTH_DATA", str(tmp_path))
+    doc = comparison.headline(n_test=30, budget=TINY_BUDGET, with_diagnostics=True, **kw)
+    methods = doc["methods"]
+    assert set(methods) == {"constant", "fmnist-adaptive", "fmnist-adaptive-clamped"}
+    assert all(m["clean"]["n"] == 30 and m["attacked"]["n"] == 30 for m in methods.values())
+    for m in methods.values():
+        assert m["attacked"]["k"] <= m["clean"]["k"]
+        accs = [s["acc"] for s in m["steps"]]
+        assert accs == sorted(accs, reverse=True)  # cumulative worst case never goes up
+        assert m["square"]["after"]["k"] <= m["square"]["before"]["k"] and m["square"]["n"] == 10
+    names = [s["attack"] for s in methods["fmnist-adaptive"]["steps"]]
+    for expected in ("pgd-ce/full/w=0.2", "pgd-margin/detached", "transfer/g", "surrogate-1/ce",
+                     "evasion/two-phase", "evasion/alpha-held", "apgd-ce", "apgd-t"):
+        assert expected in names
+    assert not any(n.startswith(("surrogate", "evasion")) for n in (s["attack"] for s in methods["constant"]["steps"]))
+    pair = doc["paired"]["fmnist-adaptive vs constant"]["attacked"]
+    a, c = methods["fmnist-adaptive"]["attacked"]["k"], methods["constant"]["attacked"]["k"]
+    assert pair["only_a"] - pair["only_b"] == a - c  # paired on the same images
+    assert 0 <= doc["diagnostics"]["fmnist-adaptive"]["pgd-ce/full/w=0.2"]["auc"] <= 1
+    files = sorted((tmp_path / "attack-cache").glob("*.json"))
+    assert files
+    again = comparison.headline(n_test=30, budget=TINY_BUDGET, with_diagnostics=False, **kw)
+    assert all(s["cached"] for m in again["methods"].values() for s in m["steps"])
+    for name in methods:
+        assert again["methods"][name]["attacked"] == methods[name]["attacked"]
+    with pytest.raises(ValueError, match="only must name"):
+        comparison.headline(n_test=30, budget=TINY_BUDGET, only=["nope"], **kw)
