@@ -271,12 +271,13 @@ def cache_dir():
     return data_root() / "attack-cache"
 
 
-def _cached(key: str, compute, use_cache: bool):
+def _cached(key: str, compute, use_cache: bool, dtype=torch.bool):
+    """``(values, seconds, hit)``: the per-image tensor stored under ``key``, or ``compute()`` stored there."""
     path = cache_dir() / f"{key}.json"
     if use_cache and path.exists():
         try:
             doc = json.loads(path.read_text())
-            return torch.tensor(doc["correct"], dtype=torch.bool), doc["seconds"], True
+            return torch.tensor(doc["correct"], dtype=dtype), doc["seconds"], True
         except (ValueError, KeyError):
             log.warning("ignoring unreadable attack-cache entry %s", path)
     t0 = time.perf_counter()
@@ -365,20 +366,24 @@ def _masks_doc(res: dict) -> dict:
     return doc
 
 
-def diagnostics(model, x, y, budget: Budget) -> dict:
+def diagnostics(model, x, y, budget: Budget, *, identity: str, use_cache: bool = True) -> dict:
     """α_θ on clean test images and on two attacks' examples (all images): quantiles and the AUC with
-    which α_θ separates attacked from clean inputs."""
+    which α_θ separates attacked from clean inputs (α_θ values cached by content like the attacks)."""
     from .adaptive import attack_adaptive
 
     qs = torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95])
     a_clean = alpha_values(model, x)
-    out = {"clean": {"quantiles": torch.quantile(a_clean, qs).tolist()}}
+    out = {"clean": {"quantiles": torch.quantile(a_clean, qs).tolist()}, "quantile_levels": qs.tolist()}
     for name, w in (("pgd-ce/full/w=0.2", 0.2), ("evasion/w=0.9", 0.9)):
-        adv = attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=budget.steps, norm=budget.norm,
-                              loss="ce", alpha_weight=w, seed=budget.seed, batch_size=budget.batch_size)
-        a_adv = alpha_values(model, adv)
+        key = hashlib.sha256(json.dumps({"identity": identity, "budget": asdict(budget), "alpha_on": name,
+                                         "images": _images_hash(x, y)}, sort_keys=True).encode()).hexdigest()[:32]
+
+        def compute(w=w):
+            adv = attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=budget.steps, norm=budget.norm,
+                                  loss="ce", alpha_weight=w, seed=budget.seed, batch_size=budget.batch_size)
+            return alpha_values(model, adv)
+        a_adv, _, _ = _cached(key, compute, use_cache, dtype=torch.float32)
         out[name] = {"quantiles": torch.quantile(a_adv, qs).tolist(), "auc": auc(a_clean, a_adv)}
-    out["quantile_levels"] = qs.tolist()
     return out
 
 
@@ -445,7 +450,8 @@ def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
             pair["after_square"] = mcnemar(masks[name]["square"]["after"], masks["constant"]["square"]["after"])
         out["paired"][f"{name} vs constant"] = pair
     if with_diagnostics:
-        out["diagnostics"] = {n: diagnostics(m, x, y, budget) for n, m in models.items() if n in masks}
+        out["diagnostics"] = {n: diagnostics(m, x, y, budget, identity=runs[n][1], use_cache=use_cache)
+                              for n, m in models.items() if n in masks}
     return out
 
 
