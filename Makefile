@@ -9,8 +9,9 @@ PROFILE ?= default
 
 .PHONY: reproduce reproduce-from-scratch test setup data browser
 
+# --force: every notebook runs again (the committed results would otherwise count as current and be skipped)
 reproduce: setup
-	$(PY) -m adasmooth reproduce --profile $(PROFILE)
+	$(PY) -m adasmooth reproduce --profile $(PROFILE) --force
 
 # every model trained again into results/$(PROFILE)-retrain/zoo, then compared with the shipped ones
 reproduce-from-scratch: setup

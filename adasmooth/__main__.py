@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def _zoo_list(args) -> int:
@@ -81,11 +82,44 @@ def _zoo_ship(args) -> int:
     return 0
 
 
-def _data_fetch(args) -> int:
+def _manual_placement(name: str, root) -> str:
+    """Where torchvision's dataset class for ``name`` looks for its files under ``root``, and which."""
+    import torchvision.datasets as tvd
+
     from . import data
 
+    cls = getattr(tvd, data.DATASETS[name][0])
+    if hasattr(cls, "base_folder"):  # CIFAR-10/100: the extracted archive's folder
+        files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+        return (f"download {cls.url} on a machine with internet, extract it and copy its folder to "
+                f"{Path(root) / cls.base_folder}/ (files: {', '.join(files)})")
+    files = [f for f, _ in getattr(cls, "resources", [])]
+    mirrors = getattr(cls, "mirrors", [])
+    return (f"download {', '.join(files) or 'the raw files'}"
+            f"{' from ' + mirrors[0] if mirrors else ''} on a machine with internet and copy them, gunzipped, "
+            f"to {Path(root) / cls.__name__ / 'raw'}/")
+
+
+def _data_fetch(args) -> int:
+    import urllib.error
+
+    from . import data
+    from .runtime import data_root
+
+    data._check_name(args.name)
     for split in ("train", "test"):
-        x, _ = data.load(args.name, split, download=True)
+        try:
+            x, _ = data.load(args.name, split, download=True)
+        except (urllib.error.URLError, OSError, RuntimeError) as e:
+            if isinstance(e, RuntimeError) and not str(e).startswith("Error downloading"):
+                raise  # torchvision's MNIST-style classes wrap failed mirrors in this RuntimeError
+            root = data_root()
+            print(f"error: cannot download {args.name} ({(str(e).strip().splitlines() or [type(e).__name__])[0]}): "
+                  f"this machine cannot reach the download.\n"
+                  f"To place the files by hand, {_manual_placement(args.name, root)}; "
+                  f"then 'python -m adasmooth data fetch {args.name}' (or any load) finds them there.",
+                  file=sys.stderr)
+            return 2
         print(f"{args.name} {split}: {tuple(x.shape)}")
     return 0
 

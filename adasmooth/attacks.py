@@ -14,6 +14,7 @@ attack that fools the model: the reported robust accuracy is the per-input minim
 from __future__ import annotations
 
 import logging
+import operator
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import torch
@@ -74,14 +75,27 @@ def dlr_targeted_loss(z: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torc
     return -(zy - zt) / (zs[:, 0] - (zs[:, 2] + zs[:, 3]) / 2 + 1e-12)
 
 
-def _check(x, eps, norm, steps):
+def _check(x, eps, norm, steps, steps_name: str = "steps"):
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    e = torch.as_tensor(eps)
-    if (e < 0).any():
-        raise ValueError(f"eps must be >= 0, got {eps}")
+    try:
+        if isinstance(steps, bool):
+            raise TypeError
+        steps = operator.index(steps)
+    except TypeError:
+        raise ValueError(f"{steps_name} must be an int >= 1, got {steps!r}") from None
+    if steps < 1:
+        raise ValueError(f"{steps_name} must be >= 1, got {steps}")
+    try:
+        e = torch.as_tensor(eps, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"eps must be a finite number >= 0 or a tensor of such, got {eps!r}") from None
+    if not torch.isfinite(e).all() or (e < 0).any():
+        raise ValueError(f"eps must be finite and >= 0 (in [0, inf)), got {eps}")
+    if not torch.is_tensor(x):
+        raise ValueError(f"x must be a tensor, got {type(x).__name__}")
+    if not torch.isfinite(x).all():
+        raise ValueError("x contains non-finite values (NaN or inf)")
     if x.min() < 0 or x.max() > 1:
         raise ValueError("x must lie in [0, 1]")
 
@@ -295,7 +309,7 @@ def autoattack(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps: float,
     known = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
     if not attacks or any(a not in known for a in attacks):
         raise ValueError(f"attacks must be a non-empty list drawn from {known}, got {attacks!r}")
-    _check(x, eps, norm, n_iter)
+    _check(x, eps, norm, n_iter, "n_iter")
     with torch.no_grad():
         k = model(x[:1]).shape[1]
     if k < 4 and any(a in ("apgd-t", "apgd-dlr") for a in attacks):

@@ -370,8 +370,11 @@ def bounded_probs(probs_h, n: int, failure: float = 0.001) -> torch.Tensor:
     p = _probs(probs_h)
     if p.shape[1] < 2:
         raise ValueError(f"probs_h needs at least 2 classes, got {p.shape[1]}")
-    if not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n (noise draws per input) must be an int >= 1, got {n!r}")
+    n = int(n)
+    if isinstance(failure, bool) or not isinstance(failure, (int, float, np.floating)) or not 0 < failure < 1:
+        raise ValueError(f"failure (the probability that the bound fails) must lie in (0, 1), got {failure!r}")
     top = p.topk(2, dim=1)
     k = torch.round(top.values[:, 0] * n).long().clamp(0, n).numpy()
     lo = torch.from_numpy(lower_confidence_bound(k, n, failure)).to(p)

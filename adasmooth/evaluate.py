@@ -59,6 +59,21 @@ def _check_xy(x, y):
         raise ValueError(f"x must be a batch of inputs (N, ...), got {getattr(x, 'shape', type(x).__name__)}")
     if not torch.is_tensor(y) or y.shape != (x.shape[0],):
         raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(getattr(y, 'shape', ()))}")
+    if not torch.isfinite(x).all():
+        raise ValueError("x contains non-finite values (NaN or inf)")
+
+
+def _check_labels(y, num_classes: int):
+    """Labels must index the model's outputs: y in [0, C), C the width of model(x)."""
+    if len(y) == 0:
+        return
+    lo, hi = y.min().item(), y.max().item()
+    if hi >= num_classes:
+        raise ValueError(f"y must hold labels in [0, {num_classes}) (C = {num_classes}, the width of the model's "
+                         f"output), got largest label {hi}")
+    if lo < 0:
+        raise ValueError(f"y must hold labels in [0, {num_classes}) (C = {num_classes}, the width of the model's "
+                         f"output), got smallest label {lo}")
 
 
 def accuracy(model: Callable, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000, device=None) -> float:
@@ -66,8 +81,12 @@ def accuracy(model: Callable, x: torch.Tensor, y: torch.Tensor, batch_size: int 
     _check_xy(x, y)
     dev = _device(model, device)
     hits = 0
-    for sl in batches(len(x), batch_size):
-        hits += (predict(model, x[sl].to(dev)) == y[sl].to(dev)).sum().item()
+    for i, sl in enumerate(batches(len(x), batch_size)):
+        with torch.no_grad():
+            z = model(x[sl].to(dev))
+        if i == 0:
+            _check_labels(y, z.shape[1])
+        hits += (z.argmax(1) == y[sl].to(dev)).sum().item()
     return hits / len(x)
 
 

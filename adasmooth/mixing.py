@@ -14,8 +14,13 @@ import torch.nn.functional as F
 
 
 def check_alpha(alpha, name: str = "alpha") -> torch.Tensor | float:
-    """Raise ``ValueError`` unless every α lies in [0, 1]."""
-    a = torch.as_tensor(alpha, dtype=torch.float64) if not torch.is_tensor(alpha) else alpha.detach().double()
+    """Raise ``ValueError`` unless α is a number (or tensor of numbers) and every α lies in [0, 1]."""
+    if alpha is None or isinstance(alpha, (str, bytes)):
+        raise ValueError(f"{name} must be a number in [0, 1] or a tensor of such, got {alpha!r}")
+    try:
+        a = torch.as_tensor(alpha, dtype=torch.float64) if not torch.is_tensor(alpha) else alpha.detach().double()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be a number in [0, 1] or a tensor of such, got {alpha!r}") from None
     if torch.isnan(a).any() or (a < 0).any() or (a > 1).any():
         shown = alpha if a.numel() == 1 else f"values in [{a.min().item():.4g}, {a.max().item():.4g}]"
         raise ValueError(f"{name} must lie in [0, 1], got {shown}")
@@ -94,6 +99,8 @@ class MixedClassifier(nn.Module):
         if cg is not None and ch is not None and cg != ch:
             raise ValueError(f"h must take as many input channels as g: g takes {cg}, h takes {ch}")
         self.g, self.h = g, h
+        # class counts: known now from the attributes, else compared on the first forward (any α)
+        self._classes_checked = kg is not None and kh is not None
         self.alpha = alpha
 
     @property
@@ -123,6 +130,8 @@ class MixedClassifier(nn.Module):
         if not torch.is_tensor(x) or x.ndim != 4 or (c is not None and x.shape[1] != c):
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(f"x must have shape (N, {c if c is not None else 'C'}, H, W), got {shape}")
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains non-finite values (NaN or inf)")
 
     def _alpha(self, alpha, n, ref):
         """α as a python float (scalar case) or an (N,) tensor on ``ref``'s device."""
@@ -141,7 +150,26 @@ class MixedClassifier(nn.Module):
         if z_g.shape != z_h.shape:
             raise ValueError(f"h must return as many classes as g: g gives {tuple(z_g.shape)}, "
                              f"h gives {tuple(z_h.shape)}")
+        self._classes_checked = True
         return z_g, z_h
+
+    def _check_other_end(self, z, other, x):
+        """At α ∈ {0, 1} only one model runs; the first time, compare its class count with the other's
+        (one input, no gradients, in eval mode so that no BatchNorm statistics move)."""
+        modes = [(m, m.training) for m in other.modules()] if isinstance(other, nn.Module) else []
+        try:
+            for m, _ in modes:
+                m.training = False
+            with torch.no_grad():
+                k_other = other(x[:1]).shape[1]
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        k = z.shape[1]
+        k_g, k_h = (k, k_other) if other is self.h else (k_other, k)
+        if k_g != k_h:
+            raise ValueError(f"h must return as many classes as g: g gives {k_g}, h gives {k_h}")
+        self._classes_checked = True
 
     # ---- T(x) ---------------------------------------------------------------------------------
     def _norm(self, v):
@@ -195,7 +223,11 @@ class MixedClassifier(nn.Module):
         self._check_x(x)
         a = self._alpha(alpha, x.shape[0], x)
         if not torch.is_tensor(a) and a in (0.0, 1.0):  # the ends: exactly g or h, one model's cost
-            return self._end(self.g if a == 0.0 else self.h, x)
+            model, other = (self.g, self.h) if a == 0.0 else (self.h, self.g)
+            out = self._end(model, x)
+            if not self._classes_checked:
+                self._check_other_end(out, other, x)
+            return out
         if self.R == "one":
             z_g, z_h = self._logits(x)
             return self._mix(z_g, z_h, a)

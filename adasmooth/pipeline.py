@@ -73,6 +73,9 @@ def select(paths: list[Path], only: str | list | None) -> list[Path]:
     if not only:
         return list(paths)
     wanted = [w.strip() for w in (only.split(",") if isinstance(only, str) else only) if w.strip()]
+    if not wanted:
+        raise ValueError(f"--only names no notebook (got {only!r}); give comma-separated numbers or names, "
+                         f"e.g. 02,04; known: {', '.join(p.stem for p in paths)}")
     keys = {p.stem: p for p in paths} | {p.stem[:2]: p for p in paths}
     unknown = [w for w in wanted if w not in keys and w.zfill(2) not in keys]
     if unknown:

@@ -42,11 +42,19 @@ class Recipe:
 
     def config(self, overrides: dict | None = None) -> dict:
         """The full configuration that identifies a checkpoint."""
+        from dataclasses import fields
+
+        from .train import TrainConfig
+
         tr = dict(self.train)
         ov = dict(overrides or {})
+        allowed = [f.name for f in fields(TrainConfig)] + ["eval_n"]
+        unknown = [k for k in ov if k not in allowed]
+        if unknown:
+            raise ValueError(f"unknown override key(s) {unknown} for zoo model {self.name!r}; "
+                             f"allowed keys: {', '.join(allowed)}")
         eval_n = ov.pop("eval_n", self.eval_n)
         tr.update(ov)
-        from .train import TrainConfig
 
         return {"name": self.name, "dataset": self.dataset, "arch": self.arch, "arch_kwargs": self.arch_kwargs,
                 "train": TrainConfig(**tr).to_dict(), "eval_n": eval_n,
