@@ -42,7 +42,10 @@ KERNEL = "python3"
 
 @dataclass
 class Outcome:
-    """What happened to one notebook: ``status`` is ``"ran"``, ``"current"`` (skipped) or ``"failed"``."""
+    """What happened to one notebook: ``status`` is ``"ran"``, ``"current"`` (skipped) or ``"failed"``.
+
+    A failed rerun keeps the last good result: then ``doc`` is that result and ``kept`` its date (else "");
+    ``executed`` is the failed run's executed copy and ``error`` the exception's last line and that copy's path."""
 
     name: str
     status: str
@@ -51,6 +54,7 @@ class Outcome:
     results: Path
     error: str = ""
     doc: dict = field(default_factory=dict, repr=False)
+    kept: str = ""
 
 
 # ---------------------------------------------------------------- notebooks and their parameters
@@ -210,7 +214,14 @@ def run_notebook(src: str | os.PathLike, params: dict, executed: str | os.PathLi
     """Run one notebook through papermill unless its results are current.
 
     ``params["out_dir"]`` is where the notebook writes ``<stem>.json``; the pipeline stamps that file
-    with the fingerprint and the run time after a successful run."""
+    with the fingerprint, the run time and the date after a successful run.
+
+    Nothing is replaced before the run completes: the notebook writes into staging folders
+    (``out_dir``/``fig_dir`` point at ``.staging-<stem>`` beside the real ones, papermill's executed copy
+    goes to ``<stem>.new.ipynb``) and only a completed run moves its figures, executed copy and results
+    JSON into place (``os.replace``, the JSON last).  A failed run keeps the last good result byte for byte
+    and leaves its executed copy as ``<stem>.failed.ipynb`` (as ``executed`` itself when there is no
+    previous result to keep)."""
     import papermill
 
     src, executed = Path(src), Path(executed)
@@ -221,25 +232,110 @@ def run_notebook(src: str | os.PathLike, params: dict, executed: str | os.PathLi
         doc = results.read(res)
         log.info("%s: current, skipped", src.stem)
         return Outcome(src.stem, "current", doc["pipeline"]["seconds"], executed, res, doc=doc)
-    res.unlink(missing_ok=True)  # a failed run must not leave stale results behind
+    import shutil
+
     executed.parent.mkdir(parents=True, exist_ok=True)
+    new = executed.with_name(executed.stem + ".new.ipynb")
+    stage = res.parent / f".staging-{src.stem}"
+    fig_dir = Path(params["fig_dir"]) if params.get("fig_dir") else None
+    fig_stage = fig_dir / f".staging-{src.stem}-figures" if fig_dir is not None else None
+    stages = [d for d in (stage, fig_stage) if d is not None]
+    for d in stages:  # leftovers of an interrupted run
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    staged = dict(params, out_dir=str(stage.resolve()))
+    if fig_stage is not None:
+        staged["fig_dir"] = str(fig_stage.resolve())
     t0 = time.perf_counter()
     try:
-        papermill.execute_notebook(str(src), str(executed), parameters=params, kernel_name=KERNEL, cwd=str(src.parent),
-                                   execution_timeout=timeout, progress_bar=progress)
-    except Exception as e:  # PapermillExecutionError, timeouts, dead kernels: keep the executed copy
+        try:
+            papermill.execute_notebook(str(src), str(new), parameters=staged, kernel_name=KERNEL,
+                                       cwd=str(src.parent), execution_timeout=timeout, progress_bar=progress)
+        except BaseException as e:  # PapermillExecutionError, timeouts, dead kernels, Ctrl-C: keep the last result
+            o = _failed(src.stem, time.perf_counter() - t0, executed, new, res, _failure_line(e))
+            if not isinstance(e, Exception):
+                raise
+            return o
         seconds = time.perf_counter() - t0
-        msg = f"{type(e).__name__}: {e}".strip().splitlines()
-        log.error("%s failed after %.1f s; executed copy: %s", src.stem, seconds, executed)
-        return Outcome(src.stem, "failed", seconds, executed, res, error=" ".join(msg)[-2000:])
-    seconds = time.perf_counter() - t0
-    if not res.exists():
-        return Outcome(src.stem, "failed", seconds, executed, res, error=f"the notebook wrote no results file {res}")
-    doc = results.read(res)
-    doc["pipeline"] = {"fingerprint": fp, "seconds": round(seconds, 1), "profile": profile,
-                       "executed": os.path.relpath(executed.resolve(), res.parent.resolve())}
-    checkpoint.atomic_write_json(res, doc)
+        staged_res = results.path(stage, src.stem)
+        try:
+            doc = results.read(staged_res)
+        except (OSError, ValueError) as e:
+            why = "the notebook wrote no results file" if isinstance(e, FileNotFoundError) else _failure_line(e)
+            return _failed(src.stem, seconds, executed, new, res, f"{why} ({res.name})")
+        doc["figures"] = _swap_figures(doc, staged_res, [(fig_stage, fig_dir), (stage, res.parent)], res)
+        os.replace(new, executed)
+        executed.with_name(executed.stem + ".failed.ipynb").unlink(missing_ok=True)  # no stale failure
+        doc["pipeline"] = {"fingerprint": fp, "seconds": round(seconds, 1), "profile": profile,
+                           "finished": time.strftime("%Y-%m-%d %H:%M"),
+                           "executed": os.path.relpath(executed.resolve(), res.parent.resolve())}
+        checkpoint.atomic_write_json(res, doc)  # last: the results JSON marks the run as done
+    finally:
+        for d in stages:
+            shutil.rmtree(d, ignore_errors=True)
+        new.unlink(missing_ok=True)
     return Outcome(src.stem, "ran", seconds, executed, res, doc=doc)
+
+
+def _failure_line(e: BaseException) -> str:
+    """The exception's last line, ``Type: message`` (for an error inside the notebook: the notebook's own
+    exception, not papermill's wrapper and traceback), on one line."""
+    if getattr(e, "ename", None):  # papermill.PapermillExecutionError
+        name, msg = e.ename, str(e.evalue)
+    else:
+        name = type(e).__name__
+        msg = next((line for line in str(e).splitlines() if line.strip()), "")
+    msg = " ".join(msg.split())
+    return (f"{name}: {msg}" if msg else name)[:500]
+
+
+def _kept_result(res: Path) -> tuple[dict, str]:
+    """The last good (pipeline-stamped) result at ``res`` and its date, else ``({}, "")``."""
+    try:
+        doc = results.read(res)
+    except (OSError, ValueError):
+        return {}, ""
+    if not isinstance(doc, dict) or not isinstance(doc.get("pipeline"), dict):
+        return {}, ""
+    date = doc["pipeline"].get("finished") or time.strftime("%Y-%m-%d %H:%M", time.localtime(res.stat().st_mtime))
+    return doc, date
+
+
+def _failed(name: str, seconds: float, executed: Path, new: Path, res: Path, error: str) -> Outcome:
+    """A failed run: keep the last good result untouched and the run's executed copy (``new``) as
+    ``<stem>.failed.ipynb``, or as ``executed`` when there is no previous result."""
+    doc, date = _kept_result(res)
+    failed_copy = executed.with_name(executed.stem + ".failed.ipynb")
+    if not doc:
+        failed_copy.unlink(missing_ok=True)
+        failed_copy = executed
+    if new.exists():
+        os.replace(new, failed_copy)
+        error += f"; executed copy: {failed_copy}"
+    else:
+        error += "; no executed copy"
+    log.error("%s failed after %.1f s: %s%s", name, seconds, error,
+              f" (keeping the result of {date})" if date else "")
+    return Outcome(name, "failed", seconds, failed_copy, res, error=error, doc=doc, kept=date)
+
+
+def _swap_figures(doc: dict, staged_res: Path, moves: list, res: Path) -> list[str]:
+    """Move every file of each staging folder of ``moves`` (``[(staging, final)]``, but the staged results
+    JSON) to the same place under ``final``; return ``doc``'s figure paths relative to ``res``'s folder."""
+    moves = [(a.resolve(), Path(b).resolve()) for a, b in moves if a is not None]
+    for staging, final in moves:
+        for f in sorted(p for p in staging.rglob("*") if p.is_file() and p != staged_res.resolve()):
+            target = final / f.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, target)
+
+    def final_path(f: Path) -> Path:
+        for staging, final in moves:
+            if f.is_relative_to(staging):
+                return final / f.relative_to(staging)
+        return f
+
+    return [os.path.relpath(final_path(f), res.parent.resolve()) for f in results.figure_paths(doc, staged_res)]
 
 
 def _zoo_names(specs) -> list[str]:
@@ -349,7 +445,9 @@ def _notebook_worker(src, params, executed, kw, threads):
 
 
 def _report(o: Outcome) -> None:
-    print(f"{o.name:22s} {o.status:8s} {o.seconds:7.1f} s" + (f"  {o.error[:300]}" if o.error else ""), flush=True)
+    kept = f" (showing the result of {o.kept})" if o.kept else ""
+    print(f"{o.name:22s} {o.status:8s} {o.seconds:7.1f} s" + (f"  {o.error[:1000]}" if o.error else "") + kept,
+          flush=True)
 
 
 def _run_serial(todo: list, kw: dict) -> dict[str, Outcome]:
@@ -558,6 +656,9 @@ def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: lis
 
     path = Path(path)
     here = path.parent.resolve()
+    # a failed notebook shows its last good result (a worker that died never reached run_notebook's bookkeeping)
+    shown = {id(o): (o.doc, o.kept) if o.status != "failed" or o.doc else _kept_result(Path(o.results))
+             for o in outcomes}
     lines = [f"# Reproduction summary: profile `{prof.name}`", "",
              f"{prof.description}", "",
              f"torch {torch.__version__}, Python {platform.python_version()}, "
@@ -566,7 +667,9 @@ def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: lis
              f"{sum(o.seconds for o in outcomes):.0f} s.", "",
              "## Timing", "", "| notebook | status | seconds | executed copy |", "|---|---|---|---|"]
     for o in outcomes:
-        lines.append(f"| {o.name} | {o.status} | {o.seconds:.1f} | "
+        status = f"{o.status}, showing the result of {shown[id(o)][1]}" if o.status == "failed" and shown[id(o)][0] \
+            else o.status
+        lines.append(f"| {o.name} | {status} | {o.seconds:.1f} | "
                      f"[{o.executed.name}]({os.path.relpath(o.executed.resolve(), here)}) |")
     if zoo_rows:
         lines += ["", "Zoo models used (trained by this run when missing):", "",
@@ -581,10 +684,14 @@ def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: lis
                   "read from there and trained only when missing (the notebook's executed copy logs it)."]
     for o in outcomes:
         lines += ["", f"## {o.name}", ""]
+        doc, kept = shown[id(o)]
         if o.status == "failed":
-            lines += [f"**Failed** (executed copy kept for inspection): `{o.error[:500]}`"]
-            continue
-        doc = o.doc
+            error = o.error[:1000].replace("`", "'")
+            if not doc:
+                lines += [f"**Failed** (executed copy kept for inspection): `{error}`"]
+                continue
+            lines += [f"**Failed, showing the result of {kept}** (its last successful run; the failed run's "
+                      f"executed copy is kept for inspection): `{error}`", ""]
         if doc.get("metrics"):
             lines += ["| metric | value |", "|---|---|"]
             lines += [f"| {k} | {_cell(v)} |" for k, v in doc["metrics"].items() if not isinstance(v, (dict, list))]
@@ -602,7 +709,8 @@ def main(args) -> int:
     """Entry point of ``python -m adasmooth reproduce``; returns the exit status (1 when a notebook failed)."""
     outcomes = run(args.profile, only=args.only, force=args.force, device=args.device, progress=args.progress,
                    jobs=args.jobs, retrain=getattr(args, "retrain", False))
-    failed = [o.name for o in outcomes if o.status == "failed"]
+    failed = [o.name + (f" (showing the result of {o.kept})" if o.kept else "") for o in outcomes
+              if o.status == "failed"]
     out = outcomes[0].results.parent if outcomes else ""
     print(f"summary: {out}/summary.md" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
