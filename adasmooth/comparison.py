@@ -508,3 +508,34 @@ def plot_headline(doc: dict, ax=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return ax
+
+
+def verdict(doc: dict, learned_name: str, level: float = 0.05) -> dict:
+    """Claim (b) of the paper, "the learned α_θ beats the constant α at equal clean accuracy", decided by a
+    rule fixed before looking at the numbers:
+
+    - ``reproduced``: on all images (every attack but Square) α_θ is right on significantly more images
+      (McNemar exact, two-sided p < ``level``), and on the Square subset after Square it is not behind;
+    - ``not reproduced``: α_θ is significantly behind on all images, or significantly ahead there but
+      significantly behind on the Square subset after Square (the gain was masked gradients);
+    - ``inconclusive``: anything else (ties included).
+
+    ``square_gap_points``: how far Square lowered α_θ's accuracy on its subset below the gradient attacks.
+    """
+    pair = doc["paired"][f"{learned_name} vs constant"]
+    main, sq = pair["attacked"], pair.get("after_square")
+    ahead = main["diff"] > 0 and main["p_value"] < level
+    behind = main["diff"] < 0 and main["p_value"] < level
+    sq_behind = sq is not None and sq["diff"] < 0 and sq["p_value"] < level
+    sq_not_behind = sq is None or sq["diff"] >= 0
+    if ahead and sq_not_behind:
+        v = "reproduced"
+    elif behind or (ahead and sq_behind):
+        v = "not reproduced"
+    else:
+        v = "inconclusive"
+    gap = doc["methods"][learned_name].get("square", {}).get("gap_points")
+    return {"claim": "the learned α_θ beats the constant α at equal clean accuracy", "verdict": v,
+            "difference_points": round(100 * main["diff"], 2), "p_value": main["p_value"],
+            "square_subset_difference_points": None if sq is None else round(100 * sq["diff"], 2),
+            "square_gap_points": gap, "rule": "McNemar exact, two-sided, level 0.05; Square must not reverse it"}

@@ -119,3 +119,22 @@ def test_headline_same_images_for_every_method_and_cached_rerun(mixers, monkeypa
         assert again["methods"][name]["attacked"] == methods[name]["attacked"]
     with pytest.raises(ValueError, match="only must name"):
         comparison.headline(n_test=30, budget=TINY_BUDGET, only=["nope"], **kw)
+
+
+def _doc(a, c, sq_a=None, sq_c=None):
+    paired = {"attacked": comparison.mcnemar(a, c)}
+    if sq_a is not None:
+        paired["after_square"] = comparison.mcnemar(sq_a, sq_c)
+    return {"paired": {"m vs constant": paired}, "methods": {"m": {}}}
+
+
+def test_verdict_rule_decides_claim_b():
+    t, f = torch.ones(100, dtype=torch.bool), torch.zeros(100, dtype=torch.bool)
+    half = torch.arange(100) < 50
+    assert comparison.verdict(_doc(t, half), "m")["verdict"] == "reproduced"  # 50 discordant, all for α_θ
+    assert comparison.verdict(_doc(half, t), "m")["verdict"] == "not reproduced"
+    assert comparison.verdict(_doc(t, t), "m")["verdict"] == "inconclusive"  # a tie is a tie
+    # ahead under gradient attacks, significantly behind once Square has run: masked, not reproduced
+    assert comparison.verdict(_doc(t, half, sq_a=f, sq_c=t), "m")["verdict"] == "not reproduced"
+    few = torch.arange(100) < 97
+    assert comparison.verdict(_doc(t, few), "m")["verdict"] == "inconclusive"  # 3 discordant pairs: p = 0.25
