@@ -40,7 +40,7 @@ def test_bad_names():
     with pytest.raises(ValueError, match="dataset name must be one of"):
         data.load("imagenet")
     with pytest.raises(ValueError, match="split must be one of"):
-        data.load("fashion-mnist", "val")
+        data.load("fashion-mnist", "validation")
 
 
 def test_balanced_subset_is_deterministic_and_balanced():
