@@ -631,6 +631,20 @@ def _check_target(target, tol):
         raise ValueError(f"tol must be >= 0, got {tol}")
 
 
+@torch.no_grad()
+def mixture_parts(model: AdaptiveMixedClassifier, x: torch.Tensor, device, batch_size: int = 500):
+    """g's and h's log-probabilities and BN(γ_raw) on ``x``: everything a re-mix with another head needs."""
+    lg, lh, zs = [], [], []
+    for sl in batches(len(x), batch_size):
+        xb = x[sl].to(device)
+        zg, tg = model.g.forward_with_taps(xb)
+        zh, th = model.h.forward_with_taps(xb)
+        lg.append(F.log_softmax(zg.float(), 1))
+        lh.append(F.log_softmax(zh.float(), 1))
+        zs.append(model.net.normalized_gamma(tg, th))
+    return torch.cat(lg), torch.cat(lh), torch.cat(zs)
+
+
 def calibrate_shift(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Tensor, target_clean_acc: float,
                     tol: float = 2e-4, *, batch_size: int = 500, max_iter: int = 200, device=None) -> Calibration:
     """Set the head's shift so that the clean accuracy of h^{α_θ} on (x, y) is ``target_clean_acc``.
@@ -647,16 +661,7 @@ def calibrate_shift(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
     model = model.to(device).eval()
     y = y.to(device)
     net = model.net
-    with torch.no_grad():
-        lg, lh, zs = [], [], []
-        for sl in batches(len(x), batch_size):
-            xb = x[sl].to(device)
-            zg, tg = model.g.forward_with_taps(xb)
-            zh, th = model.h.forward_with_taps(xb)
-            lg.append(F.log_softmax(zg.float(), 1))
-            lh.append(F.log_softmax(zh.float(), 1))
-            zs.append(net.normalized_gamma(tg, th))
-        lg, lh, z = torch.cat(lg), torch.cat(lh), torch.cat(zs)
+    lg, lh, z = mixture_parts(model, x, device, batch_size)
     amin, amax = net.alpha_range
 
     def acc(shift):

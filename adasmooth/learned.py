@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from . import checkpoint, data, zoo
-from .runtime import batches, get_device
+from .runtime import get_device
 
 log = logging.getLogger(__name__)
 
@@ -102,22 +101,9 @@ def train(name: str, *, root=None, base_overrides=None, mixing_overrides=None, d
     return get(name, root=root, base_overrides=base_overrides, mixing_overrides=mixing_overrides, device=device)
 
 
-@torch.no_grad()
-def _val_parts(model, x, device, batch_size=500):
-    lg, lh, zs = [], [], []
-    for sl in batches(len(x), batch_size):
-        xb = x[sl].to(device)
-        zg, tg = model.g.forward_with_taps(xb)
-        zh, th = model.h.forward_with_taps(xb)
-        lg.append(F.log_softmax(zg.float(), 1))
-        lh.append(F.log_softmax(zh.float(), 1))
-        zs.append(model.net.normalized_gamma(tg, th))
-    return torch.cat(lg), torch.cat(lh), torch.cat(zs)
-
-
 def choose_head(model, r: LearnedRecipe, *, device=None) -> dict:
     """Shift and evaluation range of ``model`` from the validation split (see the module docstring)."""
-    from .adaptive import _bisect
+    from .adaptive import _bisect, mixture_parts
     from .mixing import mix_log_probs
 
     device = get_device(device)
@@ -125,7 +111,7 @@ def choose_head(model, r: LearnedRecipe, *, device=None) -> dict:
     x, y = data.load(zoo.recipe(r.g).dataset, "val")
     y = y.to(device)
     model = model.to(device).eval()
-    lg, lh, z = _val_parts(model, x, device)
+    lg, lh, z = mixture_parts(model, x, device)
     acc_g = (lg.argmax(1) == y).double().mean().item()
     acc_h = (lh.argmax(1) == y).double().mean().item()
     target = acc_h + r.target_position * (acc_g - acc_h)
