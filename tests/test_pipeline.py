@@ -398,7 +398,7 @@ def test_zoo_models_train_in_the_notebook_pool_and_a_notebook_waits_for_its_own(
     meta = pipeline.zoo.metadata("fmnist-standard", tiny, root)
     assert meta["metrics"]["n_eval"] == 100
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "| fmnist-standard | trained |" in summary and "| (all, side by side) | wall time |" in summary
+    assert "| fmnist-standard | trained in this run |" in summary and "| (all, side by side) | wall time |" in summary
 
 
 def test_a_zoo_model_that_fails_to_train_fails_only_the_notebooks_that_need_it(tmp_path):
