@@ -67,7 +67,9 @@ SMOKE = Profile(
         "02_ri_ablation": dict(n_eval=30, steps_fig1=1, steps_sm2=1, h_trades="fmnist-linf-at", h_l2="fmnist-linf-at"),
         "03_certified_radii": dict(n_eval=40, n_samples=32, h="fmnist-gauss-0.25", sigma_h=0.25,
                                    baseline="fmnist-gauss-0.25", sigma_baseline=0.12),
+        # use_attack_cache False: the smoke run (and the tests) leave data/attack-cache alone
         "04_loss_ablation": dict(c_prod=[0.0, 0.2], c_ce=[0.0, 1.5], headline_n=30, square_queries=20, square_n=20,
+                                 use_attack_cache=False,
                                  headline_mix_overrides=dict(train_subset=256, batch_size=32, steps_df=2, width=8),
                                  **_SMOKE_MIX),
         "05_sigmoid_scale": dict(scales=[1.0, 2.0], **_SMOKE_MIX),
