@@ -3,7 +3,6 @@ executed copy, figures) byte for byte, keeps the failed executed copy under its 
 shows the kept result marked as failed, with the exception's last line."""
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from adasmooth import pipeline, profiles, results
 
@@ -30,13 +29,9 @@ results.write(out_dir, NAME, params={"values": values}, metrics={"n": len(values
 
 
 def _notebook(path):
-    nb = new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-    cell = new_code_cell(PARAMS)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [new_markdown_cell("# keep"), cell, new_code_cell(BODY.replace("NAME", repr(path.stem)))]
-    nbformat.write(nb, str(path))
-    return path
+    from test_pipeline import _notebook as fake_notebook  # one tiny-notebook builder for the pipeline tests
+
+    return fake_notebook(path, params=PARAMS, body=BODY)
 
 
 @pytest.fixture
