@@ -242,6 +242,19 @@ def attack_adaptive(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
                    progress=progress)
 
 
+@contextlib.contextmanager
+def softened_head(net: MixingNetwork, surrogate_scale: float):
+    """Temporarily divide the head's γ by T = scale / ``surrogate_scale`` (α_θ stays on the same side of 1/2,
+    softer): the surrogate that a saturated Sigmoid cannot hide its gradient from.  Restores the head."""
+    scale, shift = float(net.scale), float(net.shift)
+    temp = scale / surrogate_scale
+    net.set_head(scale / temp, shift / temp)
+    try:
+        yield net
+    finally:
+        net.set_head(scale, shift)
+
+
 @torch.no_grad()
 def _correct(model, x, y, batch_size=500) -> torch.Tensor:
     out = torch.empty(len(x), dtype=torch.bool, device=x.device)
@@ -292,17 +305,12 @@ def robust_accuracy_adaptive(model: AdaptiveMixedClassifier, x: torch.Tensor, y:
             ok = _correct(model, adv, y) & clean
         per_attack[f"{threat}/{loss}" + (f"/w={w:g}" if threat == "full" else "")] = ok.float().mean().item()
         per_threat[threat] &= ok
-    scale, shift = float(model.net.scale), float(model.net.shift)
-    if surrogate_scale is not None and surrogate_scale < scale:
-        temp = scale / surrogate_scale
+    if surrogate_scale is not None and surrogate_scale < float(model.net.scale):
         for loss in losses:
-            model.net.set_head(scale / temp, shift / temp)
-            try:
+            with softened_head(model.net, surrogate_scale):
                 adv = attack_adaptive(model, x, y, threat="full", eps=eps, steps=steps, norm=norm, loss=loss,
                                       alpha_weight=max(alpha_weights), random_start=random_start, seed=seed,
                                       batch_size=batch_size, progress=progress)
-            finally:
-                model.net.set_head(scale, shift)
             with _eval_mode(model):
                 ok = _correct(model, adv, y) & clean
             per_attack[f"full/surrogate/{loss}"] = ok.float().mean().item()

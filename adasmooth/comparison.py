@@ -28,11 +28,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import checkpoint
-from .attacks import autoattack, pgd
-from .mixing import mix_log_probs
+from .attacks import autoattack, pgd, predict
+from .mixing import MixedClassifier
 from .runtime import batches, data_root, progress_bar
 
 log = logging.getLogger(__name__)
@@ -83,29 +82,6 @@ def auc(neg: torch.Tensor, pos: torch.Tensor) -> float:
 # ---------------------------------------------------------------------------------------------
 # Models compared
 # ---------------------------------------------------------------------------------------------
-class ConstantMix(nn.Module):
-    """h^α with a constant α (log-probabilities), the baseline."""
-
-    def __init__(self, g: nn.Module, h: nn.Module, alpha: float):
-        super().__init__()
-        self.g, self.h, self.alpha = g, h, float(alpha)
-
-    def forward(self, x):
-        return mix_log_probs(F.log_softmax(self.g(x).float(), 1), F.log_softmax(self.h(x).float(), 1), self.alpha)
-
-
-class _HeldAlpha(nn.Module):
-    """The adaptive mixture with α_θ replaced by fixed per-image values (evasion attack's model)."""
-
-    def __init__(self, model, alpha: torch.Tensor):
-        super().__init__()
-        self.model, self.alpha = model, alpha
-
-    def forward(self, x):
-        m = self.model
-        return mix_log_probs(F.log_softmax(m.g(x).float(), 1), F.log_softmax(m.h(x).float(), 1), self.alpha)
-
-
 def fingerprint(*modules: nn.Module, extra=None) -> str:
     """sha256 of the modules' weights and buffers (and ``extra``): the content address of a mixer."""
     h = hashlib.sha256()
@@ -158,17 +134,12 @@ def _with_alpha_term(model, base: str, w: float, threat: str, budget: Budget, **
 
 
 def _surrogate(model, base: str, surrogate_scale: float, budget: Budget):
-    from .adaptive import attack_adaptive
+    from .adaptive import attack_adaptive, softened_head
 
     def attack(x, y):
-        scale, shift = float(model.net.scale), float(model.net.shift)
-        temp = scale / surrogate_scale
-        model.net.set_head(scale / temp, shift / temp)
-        try:
+        with softened_head(model.net, surrogate_scale):
             return attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=budget.steps, norm=budget.norm,
                                    loss=base, alpha_weight=0.2, seed=budget.seed, batch_size=budget.batch_size)
-        finally:
-            model.net.set_head(scale, shift)
     return attack
 
 
@@ -197,8 +168,8 @@ def _held_alpha(model, budget: Budget):
         for sl in batches(len(x), budget.batch_size):
             with torch.no_grad():
                 _, a0, _ = model(x[sl], return_alpha=True)
-            out[sl] = pgd(_HeldAlpha(model, a0), x[sl], y[sl], eps=budget.eps, steps=budget.steps, norm=budget.norm,
-                          loss="ce", seed=budget.seed)
+            out[sl] = pgd(MixedClassifier(model.g, model.h, a0), x[sl], y[sl], eps=budget.eps, steps=budget.steps,
+                          norm=budget.norm, loss="ce", seed=budget.seed)
         return out
     return attack
 
@@ -237,7 +208,7 @@ def _square(model, budget: Budget):
 
 def attack_set(model, budget: Budget) -> dict:
     """The ordered attacks ``{name: f(x, y) -> x_adv}`` for an ``AdaptiveMixedClassifier`` or a
-    :class:`ConstantMix` (the attacks about α_θ are left out for the latter); Square last."""
+    constant-α ``MixedClassifier`` (the attacks about α_θ are left out for the latter); Square last."""
     adaptive = hasattr(model, "net")
     if adaptive:
         out = {f"pgd-{loss}/full/w={w:g}": _with_alpha_term(model, loss, w, "full", budget)
@@ -289,9 +260,8 @@ def _cached(key: str, compute, use_cache: bool, dtype=torch.bool):
     return correct.cpu(), seconds, False
 
 
-@torch.no_grad()
 def _correct(model, x, y, bs):
-    return torch.cat([model(x[sl]).argmax(1) == y[sl] for sl in batches(len(x), bs)]).cpu()
+    return (predict(model, x, bs) == y).cpu()
 
 
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, budget: Budget, *, identity: str, square_idx=None,
@@ -422,7 +392,7 @@ def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
     idx = data.balanced_subset(yt, n_test // k, seed=budget.seed)
     x, y = xt[idx].to(device), yt[idx].to(device)
     sq_pos = data.balanced_subset(y.cpu(), budget.square_n // k, seed=budget.seed + 1) if budget.square_n else None
-    const = ConstantMix(first.g, first.h, head["val"]["constant_alpha"]).to(device).eval()
+    const = MixedClassifier(first.g, first.h, head["val"]["constant_alpha"]).to(device).eval()
     runs = {"constant": (const, fingerprint(first.g, first.h, extra={"alpha": const.alpha}))}
     for n, m in models.items():
         runs[n] = (m, fingerprint(m, extra={"head": m.metadata["head"]}))

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from adasmooth import AdaptiveMixedClassifier, checkpoint, zoo
 from adasmooth.adaptive import (MixingConfig, attack_adaptive, calibrate_constant_alpha, calibrate_shift,
-                                composite_loss, get_mixing_network, robust_accuracy_adaptive,
+                                composite_loss, get_mixing_network, mixing_stem, robust_accuracy_adaptive,
                                 train_mixing_network, training_attack)
 from adasmooth.attacks import pgd
 from adasmooth.mixing import mix_log_probs
@@ -241,8 +241,10 @@ def test_get_mixing_network_trains_caches_and_reloads(tiny_zoo, zoo_cache, test_
     with pytest.raises(checkpoint.CheckpointError, match="not cached"):
         get_mixing_network("fmnist-standard", "fmnist-linf-at", cfg, train_if_missing=False, **kw)
     m1 = get_mixing_network("fmnist-standard", "fmnist-linf-at", cfg, **kw)
-    stems = sorted(p.name for p in zoo_cache.glob("mixnet-*"))
-    assert len(stems) == 2 and stems[0].startswith("mixnet-fmnist-standard-fmnist-linf-at-")
+    # the session's zoo cache may hold other tests' networks: look at this config's own files
+    s = mixing_stem("fmnist-standard", "fmnist-linf-at", cfg, base_overrides=TINY, root=zoo_cache)
+    stems = sorted(p.name for p in zoo_cache.glob(f"{s.name}*"))
+    assert stems == [f"{s.name}.json", f"{s.name}.pt"] and s.name.startswith("mixnet-fmnist-standard-fmnist-linf-at-")
     assert not list(zoo_cache.glob("*.train-state*"))
     m2 = get_mixing_network("fmnist-standard", "fmnist-linf-at", cfg, train_if_missing=False, **kw)
     x = test_batch[0][:16]
@@ -250,7 +252,7 @@ def test_get_mixing_network_trains_caches_and_reloads(tiny_zoo, zoo_cache, test_
         assert torch.equal(m1(x, return_alpha=True)[1], m2(x, return_alpha=True)[1])
     assert m2.metadata["config"]["g"]["name"] == "fmnist-standard"
     # a corrupted checkpoint is refused, never used
-    pt = next(zoo_cache.glob("mixnet-*.pt"))
+    pt = zoo_cache / f"{s.name}.pt"
     pt.write_bytes(pt.read_bytes()[:-10])
     with pytest.raises(checkpoint.CheckpointError, match="sha256"):
         get_mixing_network("fmnist-standard", "fmnist-linf-at", cfg, train_if_missing=False, **kw)
