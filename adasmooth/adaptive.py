@@ -505,6 +505,25 @@ def train_mixing_network(g: nn.Module, h: nn.Module, x: torch.Tensor, y: torch.T
     return model, hist
 
 
+def training_curve(hist: dict, points: int = 25) -> dict:
+    """The training curve recorded with a mixing network: the composite loss and its CE and BCE parts,
+    averaged over ``points`` consecutive windows of steps (``step`` is each window's last step)."""
+    n = len(hist["loss"])
+    if n == 0:
+        return {"step": [], "loss": [], "ce": [], "bce": []}
+    edges = sorted({round(i * n / points) for i in range(1, points + 1)} | {n})
+    out, start = {"step": [], "loss": [], "ce": [], "bce": []}, 0
+    for end in edges:
+        if end <= start:
+            continue
+        out["step"].append(end)
+        for k in ("loss", "ce", "bce"):
+            vals = hist[k][start:end]
+            out[k].append(sum(vals) / len(vals))
+        start = end
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Checkpoints in the zoo cache
 # ---------------------------------------------------------------------------------------------
@@ -567,6 +586,7 @@ def get_mixing_network(g_name: str, h_name: str, config: MixingConfig | None = N
         meta = {"name": s.name, "config": ident, "config_hash": checkpoint.config_hash(ident),
                 "train_seconds": round(hist["seconds"], 1), "steps": hist["steps"],
                 "final_loss": hist["loss"][-1], "first_loss": hist["loss"][0],
+                "curve": training_curve(hist),
                 "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                              "python": platform.python_version(), "adasmooth": zoo.__version__},
                 "device": str(device), "threads": torch.get_num_threads()}

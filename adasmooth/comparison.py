@@ -357,6 +357,21 @@ def diagnostics(model, x, y, budget: Budget, *, identity: str, use_cache: bool =
     return out
 
 
+def test_images(dataset: str, n_test: int, budget: Budget, device):
+    """``(x, y, square_positions)``: ``n_test`` class-balanced test images (seed ``budget.seed``) and the
+    class-balanced positions of Square's ``budget.square_n``-image subset among them (None if 0)."""
+    from . import data
+
+    k = data.info(dataset)["num_classes"]
+    if n_test < k:
+        raise ValueError(f"n_test must be at least the class count {k}, got {n_test}")
+    xt, yt = data.load(dataset, "test")
+    idx = data.balanced_subset(yt, n_test // k, seed=budget.seed)
+    x, y = xt[idx].to(device), yt[idx].to(device)
+    sq_pos = data.balanced_subset(y.cpu(), budget.square_n // k, seed=budget.seed + 1) if budget.square_n else None
+    return x, y, sq_pos
+
+
 def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
              learned_names=("fmnist-adaptive", "fmnist-adaptive-clamped"), n_test: int = 1000,
              budget: Budget = Budget(), with_diagnostics: bool = True, root=None, base_overrides=None,
@@ -386,12 +401,7 @@ def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
                              device=device) for n in learned_names}
     first = models[learned_names[0]]
     head = first.metadata["head"]
-    dataset = zoo.recipe(g).dataset
-    k = data.info(dataset)["num_classes"]
-    xt, yt = data.load(dataset, "test")
-    idx = data.balanced_subset(yt, n_test // k, seed=budget.seed)
-    x, y = xt[idx].to(device), yt[idx].to(device)
-    sq_pos = data.balanced_subset(y.cpu(), budget.square_n // k, seed=budget.seed + 1) if budget.square_n else None
+    x, y, sq_pos = test_images(zoo.recipe(g).dataset, n_test, budget, device)
     const = MixedClassifier(first.g, first.h, head["val"]["constant_alpha"]).to(device).eval()
     runs = {"constant": (const, fingerprint(first.g, first.h, extra={"alpha": const.alpha}))}
     for n, m in models.items():
@@ -435,10 +445,11 @@ def headline_tables(doc: dict) -> dict:
     rows = []
     for name, m in doc["methods"].items():
         sq = m.get("square")
-        rows.append([name, pct(m["clean"]), pct(m["attacked"]),
+        what = m.get("head", {}).get("description", "constant α chosen on the validation split for the same target")
+        rows.append([name, what, pct(m["clean"]), pct(m["attacked"]),
                      pct(sq["before"]) if sq else "–", pct(sq["after"]) if sq else "–",
                      round(sum(s["seconds"] for s in m["steps"]) + (sq["seconds"] if sq else 0))])
-    methods = table(["method", "clean % [95 % CI]", f"attacked % (all but Square, n={doc['n']})",
+    methods = table(["method", "what it is", "clean % [95 % CI]", f"attacked % (all but Square, n={doc['n']})",
                      "Square subset: before %", "after Square %", "attack seconds"], rows)
     prow = []
     for name, p in doc["paired"].items():

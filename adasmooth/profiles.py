@@ -69,7 +69,7 @@ SMOKE = Profile(
                                    baseline="fmnist-gauss-0.25", sigma_baseline=0.12),
         # use_attack_cache False: the smoke run (and the tests) leave data/attack-cache alone
         "04_loss_ablation": dict(c_prod=[0.0, 0.2], c_ce=[0.0, 1.5], headline_n=30, square_queries=20, square_n=20,
-                                 use_attack_cache=False,
+                                 use_attack_cache=False, curve_positions=[0.75], curve_endpoints=False,
                                  headline_mix_overrides=dict(train_subset=256, batch_size=32, steps_df=2, width=8),
                                  **_SMOKE_MIX),
         "05_sigmoid_scale": dict(scales=[1.0, 2.0], **_SMOKE_MIX),

@@ -138,3 +138,42 @@ def test_verdict_rule_decides_claim_b():
     assert comparison.verdict(_doc(t, half, sq_a=f, sq_c=t), "m")["verdict"] == "not reproduced"
     few = torch.arange(100) < 97
     assert comparison.verdict(_doc(t, few), "m")["verdict"] == "inconclusive"  # 3 discordant pairs: p = 0.25
+
+
+def test_curves_match_each_point_on_validation_and_pair_on_the_same_images(mixers, monkeypatch, tmp_path):
+    from adasmooth import matched
+    from adasmooth.attacks import predict
+
+    models, kw = mixers
+    monkeypatch.setenv("ADASMOOTH_DATA", str(tmp_path))
+    doc = matched.curves(positions=(0.25, 0.5), n_test=20, budget=TINY_BUDGET, **kw)
+    assert [pt["position"] for pt in doc["points"]] == [0.25, 0.5]
+    for pt in doc["points"]:
+        v = pt["val"]
+        assert v["target"] == pytest.approx(v["acc_h"] + pt["position"] * (v["acc_g"] - v["acc_h"]))
+        for k in ("acc_shift", "acc_constant"):  # both knobs hit the validation target within one image
+            assert abs(v[k] - v["target"]) <= 1 / v["n"] + 1e-9
+        m = pt["methods"]
+        pair = pt["paired"]["fmnist-adaptive vs constant"]["attacked"]
+        assert pair["only_a"] - pair["only_b"] == m["fmnist-adaptive"]["attacked"]["k"] - m["constant"]["attacked"]["k"]
+        assert m["constant"]["alpha"] == pytest.approx(v["constant_alpha"])
+        assert pt["verdict"]["verdict"] in {"reproduced", "not reproduced", "inconclusive"}
+    # the headline's own position is the headline's model (its shift, so its cached attacks)
+    head = models["fmnist-adaptive"].metadata["head"]
+    assert doc["points"][1]["methods"]["fmnist-adaptive"]["shift"] == pytest.approx(head["shift"], abs=1e-6)
+    assert doc["points"][0]["methods"]["fmnist-adaptive"]["shift"] != pytest.approx(head["shift"], abs=1e-6)
+    x, y, _ = comparison.test_images("fashion-mnist", 20, TINY_BUDGET, "cpu")
+    g, h = models["fmnist-adaptive"].g, models["fmnist-adaptive"].h
+    assert doc["endpoints"]["g"]["clean"]["k"] == int((predict(g, x, 50) == y).sum())
+    assert doc["endpoints"]["h"]["clean"]["k"] == int((predict(h, x, 50) == y).sum())
+    tabs = matched.curve_tables(doc)
+    assert len(tabs["points"]["rows"]) == 2 * 2 + 2 and len(tabs["paired"]["rows"]) == 2
+    part = matched.curves(positions=(0.25,), n_test=20, budget=TINY_BUDGET, endpoints=False,
+                          only=["constant@0.25"], **kw)
+    assert set(part["points"][0]["methods"]) == {"constant"} and not part["points"][0]["paired"]
+    assert part["points"][0]["methods"]["constant"]["attacked"] == doc["points"][0]["methods"]["constant"]["attacked"]
+    assert part["points"][0]["methods"]["constant"]["steps"][0]["cached"]
+    with pytest.raises(ValueError, match="positions"):
+        matched.curves(positions=(1.5,), n_test=20, budget=TINY_BUDGET, **kw)
+    with pytest.raises(ValueError, match="only must name"):
+        matched.curves(positions=(0.25,), n_test=20, budget=TINY_BUDGET, only=["nope"], **kw)
