@@ -1,4 +1,4 @@
-"""Command line: ``python -m adasmooth zoo list|train`` and ``python -m adasmooth reproduce``."""
+"""Command line: ``python -m adasmooth zoo list|train|verify|ship``, ``reproduce``, ``summary``, ``app``."""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +41,15 @@ def _zoo_train(args) -> int:
     todo = [n for n in todo if n not in learned.RECIPES]
     for n in todo:
         zoo.recipe(n)  # fail early on unknown names
+    for n in todo:  # a checkpoint that fails its sha256: retrained (a shipped one: restored, or --force)
+        st = zoo.status(n, ov, root=args.cache)
+        if st in ("corrupt", "partial"):
+            try:
+                zoo.discard_corrupt([n], overrides=ov, root=args.cache, force=args.force)
+            except checkpoint.CheckpointError as e:
+                print(f"{n}: {e}", file=sys.stderr)
+                return 1
+            print(f"{n}: cached checkpoint was {st} (failed its sha256 check): deleted, retraining it")
     cached = {n for n in todo if zoo.is_cached(n, ov, root=args.cache) and not args.force}
     for n in todo:
         if n in cached:
@@ -130,6 +139,19 @@ def _reproduce(args) -> int:
     return pipeline.main(args)
 
 
+def _app(args) -> int:
+    from . import app
+
+    return app.serve(profile=args.profile, ip=args.ip, port=args.port, grid_from=args.grid_from)
+
+
+def _summary(args) -> int:
+    from . import pipeline
+
+    print(pipeline.rewrite_summary(args.profile))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m adasmooth")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -176,8 +198,22 @@ def main(argv=None) -> int:
     r.add_argument("--retrain", action="store_true",
                    help="train every model from scratch into results/<profile>-retrain/zoo, run the notebooks there "
                         "and compare each retrained model with the shipped one (retrain_comparison.md)")
+    r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a parameter of every selected notebook that declares it (repeatable; VALUE is read as "
+                        "JSON or a Python literal, else as a string), e.g. -p n_eval=200 -p g=my_models.py:make_g")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     r.set_defaults(func=_reproduce)
+
+    a = sub.add_parser("app", help="serve the α explorer (notebook 06) as a read-only web app with Voilà")
+    a.add_argument("--profile", default="default", choices=["smoke", "default", "paper"],
+                   help="whose parameters and recorded grid (results/<profile>/06_alpha_explorer.json) to show")
+    a.add_argument("--ip", default="127.0.0.1", help="address to bind (default: this machine only)")
+    a.add_argument("--port", type=int, default=8866)
+    a.add_argument("--grid-from", default=None, help="another results JSON of notebook 06 to show")
+    a.set_defaults(func=_app)
+    s = sub.add_parser("summary", help="rewrite results/<profile>/summary.md from the recorded results (no notebook runs)")
+    s.add_argument("--profile", default="default", choices=["smoke", "default", "paper"])
+    s.set_defaults(func=_summary)
 
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

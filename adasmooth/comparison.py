@@ -341,9 +341,10 @@ def diagnostics(model, x, y, budget: Budget, *, identity: str, use_cache: bool =
     which α_θ separates attacked from clean inputs (α_θ values cached by content like the attacks)."""
     from .adaptive import attack_adaptive
 
-    qs = torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95])
+    levels = [0.05, 0.25, 0.5, 0.75, 0.95]
+    qs = torch.tensor(levels, dtype=torch.float64)
     a_clean = alpha_values(model, x)
-    out = {"clean": {"quantiles": torch.quantile(a_clean, qs).tolist()}, "quantile_levels": qs.tolist()}
+    out = {"clean": {"quantiles": torch.quantile(a_clean.double(), qs).tolist()}, "quantile_levels": levels}
     for name, w in (("pgd-ce/full/w=0.2", 0.2), ("evasion/w=0.9", 0.9)):
         key = hashlib.sha256(json.dumps({"identity": identity, "budget": asdict(budget), "alpha_on": name,
                                          "images": _images_hash(x, y)}, sort_keys=True).encode()).hexdigest()[:32]
@@ -353,7 +354,7 @@ def diagnostics(model, x, y, budget: Budget, *, identity: str, use_cache: bool =
                                   loss="ce", alpha_weight=w, seed=budget.seed, batch_size=budget.batch_size)
             return alpha_values(model, adv)
         a_adv, _, _ = _cached(key, compute, use_cache, dtype=torch.float32)
-        out[name] = {"quantiles": torch.quantile(a_adv, qs).tolist(), "auc": auc(a_clean, a_adv)}
+        out[name] = {"quantiles": torch.quantile(a_adv.double(), qs).tolist(), "auc": auc(a_clean, a_adv)}
     return out
 
 
@@ -460,7 +461,18 @@ def headline_tables(doc: dict) -> dict:
     steps = table(["method", "attack", "cumulative accuracy %", "seconds"],
                   [[name, s["attack"], round(100 * s["acc"], 2), s["seconds"]]
                    for name, m in doc["methods"].items() for s in m["steps"]])
-    return {"methods": methods, "paired": paired, "steps": steps}
+    drow = []
+    for name, d in (doc.get("diagnostics") or {}).items():
+        levels = d["quantile_levels"]
+        for on, v in d.items():
+            if on == "quantile_levels":
+                continue
+            q = dict(zip((round(float(lv), 4) for lv in levels), v["quantiles"]))
+            drow.append([name, on, *(round(q[lv], 3) for lv in (0.05, 0.5, 0.95)),
+                         round(v["auc"], 3) if "auc" in v else "–"])
+    diag = table(["mixer", "α_θ on", "5 % quantile", "median", "95 % quantile",
+                  "AUC (attacked vs clean)"], drow)
+    return {"methods": methods, "paired": paired, "steps": steps, "diagnostics": diag}
 
 
 def plot_headline(doc: dict, ax=None):

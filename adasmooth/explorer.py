@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import textwrap
 
 import numpy as np
 import torch
@@ -152,7 +153,10 @@ class AlphaExplorer:
                                                       label=LABELS.get(opt, opt))
         (self.marker,) = self._ax_curve.plot([], [], "*", ms=18, color="crimson", label="h^α at the slider")
         self._ax_curve.set_xlabel("clean accuracy (%)")
-        self._ax_curve.set_ylabel(f"attacked accuracy (%), {self.attack}")
+        # the attack's description goes in a wrapped title: as the y-label it stretched the whole figure
+        self._ax_curve.set_ylabel("attacked accuracy (%)")
+        self._ax_curve.set_title(textwrap.fill(f"attacked: {self.attack}; n = {len(self.y)} images", 70),
+                                 fontsize=8, loc="left")
         self._ax_curve.grid(alpha=0.3)
         self._ax_curve.legend(fontsize=8, loc="lower left")
         self._image = self._ax_conf.imshow(np.zeros((self.num_classes,) * 2), vmin=0, vmax=100, cmap="Blues")
@@ -181,3 +185,33 @@ class AlphaExplorer:
         from IPython.display import display
 
         display(self.widget)
+
+
+def recorded_grid(path, inputs=None, **expected) -> list[dict]:
+    """The trade-off grid a run of notebook 06 recorded in its results JSON ``path`` (``data.curve``),
+    after checking that it was computed with the ``expected`` parameters (e.g. ``g``, ``h``, ``eps``,
+    ``n_eval``, ``alphas``) and on the models ``inputs`` (their sha256, as ``resolve.model`` describes
+    them): the explorer then shows that grid without recomputing the attacks."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"grid_from: {p} does not exist; record a grid first with "
+                                f"python -m adasmooth reproduce --only 06")
+    doc = json.loads(p.read_text())
+    params = doc.get("params", {})
+    rows = (doc.get("data") or {}).get("curve")
+    if not rows:
+        raise ValueError(f"grid_from: {p} holds no recorded grid (data.curve)")
+    wrong = {k: (params.get(k), v) for k, v in expected.items() if params.get(k) != v}
+    if inputs is not None:
+        rec = [i.get("sha256") for i in doc.get("inputs", [])]
+        now = [i.get("sha256") for i in inputs]
+        if rec != now:
+            wrong["model weights (sha256)"] = ([r and r[:12] for r in rec], [n and n[:12] for n in now])
+    if wrong:
+        detail = "; ".join(f"{k} = {rec!r} there, {want!r} here" for k, (rec, want) in wrong.items())
+        raise ValueError(f"grid_from: {p} was computed with other parameters ({detail}); use the same "
+                         f"parameters or grid_from = None to compute the grid")
+    return rows

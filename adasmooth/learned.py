@@ -165,6 +165,20 @@ def get(name: str, *, root=None, base_overrides=None, mixing_overrides=None, dev
     return model
 
 
+def training_curves(names, *, root=None, base_overrides=None, mixing_overrides=None) -> dict:
+    """``{name: curve}``: the training curve each learned mixer's network recorded
+    (``adaptive.training_curve``; None for a network trained before curves were recorded)."""
+    from .adaptive import get_mixing_network
+
+    out = {}
+    for name in names:
+        r = recipe(name)
+        model = get_mixing_network(r.g, r.h, mixing_config(name, mixing_overrides), train_if_missing=False,
+                                   root=root, base_overrides=base_overrides, device="cpu")
+        out[name] = model.metadata.get("curve")
+    return out
+
+
 def table_network(g: str, h: str, *, eps: float, norm: str, epochs: int, batch_size: int, c_ce: float,
                   c_bce: float, c_prod: float, n_train: int | None, steps_df: int, width: int, momentum: float,
                   seed: int, root=None, base_overrides=None, train_if_missing: bool = True, device=None,

@@ -3,8 +3,9 @@
 ``python -m adasmooth reproduce --profile smoke|default|paper [--only 02,04] [--force]`` does, in order:
 
 1. validate every selected notebook's parameters against the ones its ``parameters`` cell declares
-   (``papermill.inspect_notebook``): an unknown name or an ill-typed value is an error before any
-   kernel starts (papermill itself only warns);
+   (``papermill.inspect_notebook``): an unknown name, an ill-typed value or a value outside the
+   parameter's domain (``domains``) is an error before any kernel starts or any model is trained
+   (papermill itself only warns);
 2. train the zoo models the profile names that are not cached yet (timed, outside the kernels);
 3. run each notebook (``papermill.execute_notebook``, cwd = the notebooks folder), unless its results are
    current: same parameters, same notebook code, same input files (the sha256 of every zoo checkpoint or
@@ -15,7 +16,8 @@
 4. write ``results/<profile>/summary.md`` with every table, figure and timing.
 
 Parameter types come from the ``# type: ...`` comment of each parameter line (``int``, ``float``, ``str``,
-``bool``, ``list``, ``dict``, ``None``, ``model`` = zoo name or ``package.module:factory``, ``models`` =
+``bool``, ``list``, ``dict``, ``None``, ``model`` = zoo name, ``package.module:factory`` or
+``path/to/file.py:factory``, ``models`` =
 list of those, ``zoo`` = zoo name only; alternatives joined by ``|``), else from the type of the literal default.
 """
 from __future__ import annotations
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 
 PROJECT = Path(__file__).resolve().parent.parent
 KERNEL = "python3"
+# the kernel's own log (its stderr is ours): "Kernel is running over TCP without encryption" at every start and
+# "KeyboardInterrupt caught in kernel" at shutdown are noise here; errors in the notebook reach us through papermill
+KERNEL_QUIET = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 @dataclass
@@ -124,7 +129,11 @@ def _assigned_names(src) -> set[str]:
 
 
 def check_parameters(src: str | os.PathLike, params: dict) -> None:
-    """Raise ``ValueError`` naming every unknown or ill-typed parameter of ``params`` for notebook ``src``."""
+    """Raise ``ValueError`` naming every unknown, ill-typed or out-of-domain (``domains``) parameter of
+    ``params`` for notebook ``src``; the domains are checked on the values the notebook will run with
+    (its defaults where ``params`` sets none)."""
+    from . import domains
+
     decl = declared_parameters(src)
     problems = []
     unknown = sorted(set(params) - set(decl))
@@ -134,6 +143,9 @@ def check_parameters(src: str | os.PathLike, params: dict) -> None:
         if name in decl and not any(_CHECKS[t](value) for t in decl[name]["types"]):
             want = " or ".join(_DESCRIBE.get(t, t) for t in decl[name]["types"])
             problems.append(f"parameter {name!r} must be {want}, got {value!r}")
+    if not problems:
+        values = {n: d["default"] for n, d in decl.items()} | params
+        problems += domains.problems(Path(src).stem, values, list(decl))
     if problems:
         raise ValueError(f"{Path(src).name}: " + "; ".join(problems))
 
@@ -166,7 +178,8 @@ _CHECKS = {
 }
 
 
-_DESCRIBE = {"model": "a zoo name or 'package.module:factory'", "models": "a list of model specs",
+_DESCRIBE = {"model": "a zoo name, 'package.module:factory' or 'path/to/file.py:factory'",
+             "models": "a list of model specs",
              "zoo": "a zoo name (python -m adasmooth zoo list)",
              "float": "a number", "list": "a list", "dict": "a dict", "None": "None"}
 
@@ -250,7 +263,8 @@ def run_notebook(src: str | os.PathLike, params: dict, executed: str | os.PathLi
     try:
         try:
             papermill.execute_notebook(str(src), str(new), parameters=staged, kernel_name=KERNEL,
-                                       cwd=str(src.parent), execution_timeout=timeout, progress_bar=progress)
+                                       cwd=str(src.parent), execution_timeout=timeout, progress_bar=progress,
+                                       extra_arguments=KERNEL_QUIET)
         except BaseException as e:  # PapermillExecutionError, timeouts, dead kernels, Ctrl-C: keep the last result
             o = _failed(src.stem, time.perf_counter() - t0, executed, new, res, _failure_line(e))
             if not isinstance(e, Exception):
@@ -367,6 +381,7 @@ def prepare_zoo(specs: list[str], *, overrides: dict | None, root, device=None, 
     """Train the zoo models among ``specs`` that are not cached; return one timing row per zoo model,
     plus a "cached" row for each cached zoo model that only ``also`` names (never trained here)."""
     names = _zoo_names(specs)
+    zoo.discard_corrupt(names, overrides=overrides or None, root=root)  # retrained (a shipped one: an error)
     missing = [n for n in names if not zoo.is_cached(n, overrides or None, root)]
     if missing:
         log.info("training zoo models %s", missing)
@@ -389,9 +404,12 @@ class Plan:
 
 
 def plan(profile: str | profiles.Profile, *, only=None, device: str | None = None, out_root=None, fig_dir=None,
-         zoo_root=None, nb_dir=None) -> Plan:
+         zoo_root=None, nb_dir=None, params: dict | None = None, params_only=None) -> Plan:
     """Resolve the folders and every selected notebook's parameters, and validate them all (``ValueError``
-    on an unknown or ill-typed parameter) without starting a kernel.
+    on an unknown, ill-typed or out-of-domain parameter) without starting a kernel.
+
+    ``params`` (``reproduce -p NAME=VALUE``) set NAME on every notebook among ``params_only`` (default: the
+    selected ones) that declares it; a NAME that none of them declares is an error.
 
     Defaults: ``out_root = results/<profile>``; figures under ``figures/`` for the default profile and
     ``<out_root>/figures`` otherwise; the zoo in ``<data_root>/zoo`` (the smoke profile keeps its tiny
@@ -408,14 +426,47 @@ def plan(profile: str | profiles.Profile, *, only=None, device: str | None = Non
     unknown = sorted(set(prof.notebooks) - {p.stem for p in discover(nb_dir)})
     if unknown:
         raise ValueError(f"profile {prof.name!r} sets parameters of unknown notebook(s) {unknown}")
+    extra = dict(params or {})
+    owned = sorted(set(extra) & {"out_dir", "fig_dir", "zoo_root", "device"})
+    if owned:
+        raise ValueError(f"-p {owned[0]}: the pipeline sets {', '.join(owned)} itself (use --device for the device; "
+                         "out_dir, fig_dir and zoo_root follow the profile)")
+    targets = {p.stem for p in (select(paths, params_only) if params_only else paths)}
+    decls = {src: declared_parameters(src) for src in paths}
+    unused = [n for n in extra if not any(n in decls[src] for src in paths if src.stem in targets)]
+    if unused:
+        raise ValueError(f"-p {unused[0]}: no selected notebook declares the parameter {unused[0]!r} "
+                         f"(selected: {', '.join(sorted(targets))})")
     todo = []
     for src in paths:
-        params = prof.params(src.stem, out_dir=str(out_root.resolve()), fig_dir=str(fig_dir.resolve()),
-                             zoo_root=str(zoo_root) if zoo_root else None, device=device,
-                             declared=declared_parameters(src))
-        check_parameters(src, params)
-        todo.append((src, params))
+        nb_params = prof.params(src.stem, out_dir=str(out_root.resolve()), fig_dir=str(fig_dir.resolve()),
+                                zoo_root=str(zoo_root) if zoo_root else None, device=device, declared=decls[src])
+        if src.stem in targets:
+            nb_params.update({k: v for k, v in extra.items() if k in decls[src]})
+        check_parameters(src, nb_params)
+        todo.append((src, nb_params))
     return Plan(prof, out_root, fig_dir, zoo_root, todo)
+
+
+def parse_param(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` of ``reproduce -p``: VALUE as JSON, else as a Python literal, else as a string; a
+    relative ``path/to/file.py:factory`` is made absolute (the kernels run in the notebooks folder)."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise ValueError(f"-p takes NAME=VALUE (e.g. -p n_eval=200 or -p 'alphas=[0.0, 0.5, 1.0]'), got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+    if isinstance(value, str):
+        value = resolve.absolute_file_spec(value)
+    elif isinstance(value, list):
+        value = [resolve.absolute_file_spec(v) if isinstance(v, str) else v for v in value]
+    return name, value
 
 
 def _notebook_jobs(jobs: int | None, device: str | None, n: int) -> int:
@@ -577,7 +628,7 @@ def _run_side_by_side(todo: list, kw: dict, *, jobs: int, zoo_todo: list[str], z
 
 def run(profile: str | profiles.Profile, *, only=None, force: bool = False, device: str | None = None,
         progress: bool = False, out_root=None, fig_dir=None, zoo_root=None, nb_dir=None,
-        jobs: int | None = None, retrain: bool = False) -> list[Outcome]:
+        jobs: int | None = None, retrain: bool = False, params: dict | None = None) -> list[Outcome]:
     """Validate (:func:`plan`), train missing zoo models, run the selected notebooks and write the
     summary; return the selected notebooks' outcomes (in notebook order).  On a CPU ``jobs`` notebooks
     (default: one per core) run side by side, each kernel with cores // jobs threads.  The summary also
@@ -595,7 +646,8 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
         out_root = Path(out_root) if out_root else PROJECT / "results" / f"{prof.name}-retrain"
         zoo_root = Path(zoo_root) if zoo_root else out_root / "zoo"
         fig_dir = fig_dir or out_root / "figures"
-    every = plan(profile, device=device, out_root=out_root, fig_dir=fig_dir, zoo_root=zoo_root, nb_dir=nb_dir)
+    every = plan(profile, device=device, out_root=out_root, fig_dir=fig_dir, zoo_root=zoo_root, nb_dir=nb_dir,
+                 params=params, params_only=only)
     chosen = {p.stem for p in select([src for src, _ in every.notebooks], only)}
     todo = [(src, params) for src, params in every.notebooks if src.stem in chosen]
     jobs = _notebook_jobs(jobs, device, len(todo))  # checked before any training
@@ -614,6 +666,7 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
         names = _zoo_names(specs)
         for n in names:
             zoo.recipe(n)  # an unknown name fails here, before any work
+        zoo.discard_corrupt(names, overrides=overrides or None, root=root)  # retrained (a shipped one: an error)
         zoo_todo = [n for n in names if not zoo.is_cached(n, overrides or None, root)]
         needs = {src.stem: _zoo_names(model_specs(src, params)) for src, params in todo}
         done, trained, wall = _run_side_by_side(runs, kw, jobs=jobs, zoo_todo=zoo_todo, zoo_needs=needs,
@@ -661,6 +714,7 @@ def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: lis
              for o in outcomes}
     lines = [f"# Reproduction summary: profile `{prof.name}`", "",
              f"{prof.description}", "",
+             *_verdict_lines({o.name: shown[id(o)][0] for o in outcomes}),
              f"torch {torch.__version__}, Python {platform.python_version()}, "
              f"{torch.get_num_threads()} CPU threads, CUDA {'available' if torch.cuda.is_available() else 'not available'}."
              f" Wall time of this run: {total_seconds:.0f} s; the notebooks' own times (as last run) add up to "
@@ -696,7 +750,7 @@ def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: lis
             lines += ["| metric | value |", "|---|---|"]
             lines += [f"| {k} | {_cell(v)} |" for k, v in doc["metrics"].items() if not isinstance(v, (dict, list))]
             lines.append("")
-        for tab in doc.get("tables", []):
+        for tab in doc.get("tables", []) + _derived_tables(o.name, doc):
             lines += [f"**{tab['title']}**", "", markdown_table(tab), ""]
         for f in results.figure_paths(doc, o.results):
             lines += [f"![{f.stem}]({os.path.relpath(f, here)})", ""]
@@ -705,10 +759,105 @@ def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: lis
     return path
 
 
+def _verdict_lines(docs: dict) -> list[str]:
+    """The verdict table that opens ``summary.md`` (:mod:`adasmooth.verdicts`: the paper's claims beside ours),
+    when a listed notebook carries one of the claims; [] otherwise.  An error here leaves a note, never
+    a summary unwritten."""
+    from . import verdicts
+
+    if not verdicts.has_claims(docs):
+        return []
+    head = ["## Verdicts: the paper's claims beside ours", ""]
+    try:
+        rows = verdicts.rows({k: v for k, v in docs.items() if v})
+    except Exception as e:  # noqa: BLE001 - the rest of the summary matters more
+        log.exception("verdict table")
+        return head + [f"Verdict table not written: `{_failure_line(e)}`", ""]
+    c = verdicts.counts(rows)
+    return head + [verdicts.SETTING_NOTE + " " + verdicts.RULE_NOTE, "",
+                   f"{c['reproduced']} reproduced, {c['not reproduced']} not reproduced, "
+                   f"{c['inconclusive']} inconclusive.", "", markdown_table(verdicts.table(rows)), ""]
+
+
+def _derived_tables(name: str, doc: dict) -> list[dict]:
+    """Tables the summary derives from a notebook's recorded data (today: Fig. SM1's crossing radius and
+    largest certified radii, from notebook 03's curves), unless the notebook already lists them."""
+    from . import verdicts
+
+    if name != verdicts.SM1 or not doc or verdicts.SM1_TABLE_TITLE in {t.get("title") for t in doc.get("tables", [])}:
+        return []
+    try:
+        tab = verdicts.sm1_table(doc)
+    except Exception:  # noqa: BLE001
+        log.exception("Fig. SM1 table")
+        return []
+    return [{"title": verdicts.SM1_TABLE_TITLE, **tab}] if tab else []
+
+
+def _last_run(text: str) -> dict:
+    """What a previous ``summary.md`` says of its run: the environment line, each notebook's status, the zoo rows
+    and the wall time (for :func:`rewrite_summary`)."""
+    import re
+
+    lines = text.splitlines()
+    env = next((ln for ln in lines if ln.startswith("torch ")), None)
+    wall = re.search(r"Wall time of this run: ([0-9.]+) s", env or "")
+
+    def rows_after(marker: str) -> list[list[str]]:
+        i = next((j for j, ln in enumerate(lines) if ln.startswith(marker)), None)
+        if i is None:
+            return []
+        i = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("|")), len(lines))
+        out = []
+        for ln in lines[i + 2:]:  # skip the header and the |---| line
+            if not ln.startswith("|"):
+                break
+            out.append([c.strip() for c in ln.strip().strip("|").split("|")])
+        return out
+
+    status = {r[0]: r[1] for r in rows_after("## Timing") if len(r) >= 2}
+    zoo_rows = [{"model": r[0], "status": r[1], "seconds": float(r[2])} for r in rows_after("Zoo models used")
+                if len(r) == 3]
+    return {"env": env, "wall": float(wall.group(1)) if wall else None, "status": status, "zoo_rows": zoo_rows,
+            "shipped": "Shipped checkpoints verified" in text}
+
+
+def rewrite_summary(profile: str | profiles.Profile, *, out_root=None, nb_dir=None, zoo_root=None) -> Path:
+    """Rewrite ``results/<profile>/summary.md`` from the results JSON already there, running no notebook and
+    training nothing (seconds: it only reads JSON).  The notebooks listed are those with a recorded result;
+    the timing and zoo tables, the wall time and the environment line are kept from the previous summary
+    (they describe the last run), and a line says when and how the summary was rewritten."""
+    from . import shipped
+
+    prof = profiles.get(profile) if isinstance(profile, str) else profile
+    out_root = Path(out_root) if out_root else PROJECT / "results" / prof.name
+    path = out_root / "summary.md"
+    last = _last_run(path.read_text(encoding="utf-8") if path.exists() else "")
+    outcomes = []
+    for src in discover(nb_dir):
+        res = results.path(out_root, src.stem)
+        doc, _ = _kept_result(res)
+        if doc:
+            outcomes.append(Outcome(src.stem, last["status"].get(src.stem, "recorded"),
+                                    float(doc["pipeline"].get("seconds") or 0.0), out_root / src.name, res, doc=doc))
+    if zoo_root is None and prof.private_zoo:
+        zoo_root = out_root / "zoo"
+    ship = shipped.manifest(zoo_root) if last["shipped"] else None
+    write_summary(path, prof, outcomes, last["zoo_rows"], last["wall"] or 0.0, shipped_files=ship)
+    note = (f"Rewritten from the recorded results JSON on {time.strftime('%Y-%m-%d %H:%M')} "
+            "(`adasmooth.pipeline.rewrite_summary`): no notebook ran; the timing and zoo tables describe the last run.")
+    text = path.read_text(encoding="utf-8").splitlines()
+    i = next(j for j, ln in enumerate(text) if ln.startswith("torch "))
+    text[i:i + 1] = [last["env"] or text[i], "", note]
+    checkpoint.atomic_write_bytes(path, ("\n".join(text).rstrip() + "\n").encode())
+    return path
+
+
 def main(args) -> int:
     """Entry point of ``python -m adasmooth reproduce``; returns the exit status (1 when a notebook failed)."""
+    extra = dict(parse_param(t) for t in getattr(args, "param", None) or [])
     outcomes = run(args.profile, only=args.only, force=args.force, device=args.device, progress=args.progress,
-                   jobs=args.jobs, retrain=getattr(args, "retrain", False))
+                   jobs=args.jobs, retrain=getattr(args, "retrain", False), params=extra)
     failed = [o.name + (f" (showing the result of {o.kept})" if o.kept else "") for o in outcomes
               if o.status == "failed"]
     out = outcomes[0].results.parent if outcomes else ""

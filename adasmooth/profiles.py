@@ -74,6 +74,11 @@ SMOKE = Profile(
                                  **_SMOKE_MIX),
         "05_sigmoid_scale": dict(scales=[1.0, 2.0], **_SMOKE_MIX),
         "06_alpha_explorer": dict(alphas=[0.0, 0.25, 0.5, 1.0], attacks=["pgd_ce", "transfer_g"]),
+        # its own tiny learned mixer (not 04's: the two notebooks may run side by side in the same private zoo)
+        "07_mixing_methods": dict(n_eval=30, curve_positions=[0.75], square_queries=20, square_n=20, apgd_iter=5,
+                                  use_attack_cache=False, nuts_n_fit=50, nuts_fit_steps=2,
+                                  nuts_grid={"s": [0.2, 1.0], "p": [1.0, 2.0], "c": [-0.7, 0.0]},
+                                  headline_mix_overrides=dict(train_subset=128, batch_size=32, steps_df=2, width=8)),
     },
     zoo_overrides=SMOKE_ZOO,
     private_zoo=True,
@@ -98,9 +103,14 @@ DEFAULT = Profile(
         "03_certified_radii": dict(n_eval=500, n_samples=500),
         # the headline (1,000 images, the full attack set incl. Square-5000 on 200) is read from the shipped attack
         # cache (data/attack-cache, keyed by content): about 40 CPU-minutes per learned mixer from an empty cache
-        "04_loss_ablation": dict(_DEFAULT_MIX),
+        # the levers beside the headline mixer: its range (clamped), diverse training attacks, a sixteenth of the epoch
+        "04_loss_ablation": dict(_DEFAULT_MIX, headline_mixers=["fmnist-adaptive", "fmnist-adaptive-clamped",
+                                                                "fmnist-adaptive-diverse", "fmnist-adaptive-sixteenth"]),
         "05_sigmoid_scale": dict(_DEFAULT_MIX),
         "06_alpha_explorer": dict(n_eval=200, alphas=[0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
+        # one matched point (the headline's position) on the headline's images and attack budget: constant α and α_θ are read from the attack cache (04's
+        # headline), only MixedNUTS is attacked here
+        "07_mixing_methods": dict(n_eval=1000, curve_positions=[0.5]),
     },
     figures_in_project=True,
     execution_timeout=3600,
@@ -131,6 +141,9 @@ PAPER = Profile(
                                  n_train=50000, epochs=3, n_eval=2000),
         "06_alpha_explorer": dict(g="cifar10-standard-rn18", h="cifar10-linf-at-rn18", n_eval=1000,
                                   alphas=log_grid(0.05, 0.99, 10)),
+        # no learned mixer is trained for CIFAR-10: constant α against MixedNUTS
+        "07_mixing_methods": dict(g="cifar10-standard-rn18", h="cifar10-linf-at-rn18", learned_mixer=None,
+                                  n_eval=1000),
     },
     execution_timeout=None,
 )

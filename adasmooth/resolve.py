@@ -1,10 +1,13 @@
-"""Bring your own g and h: a model parameter is a zoo name or a ``package.module:factory`` path.
+"""Bring your own g and h: a model parameter is a zoo name, a ``package.module:factory`` path or a
+``path/to/file.py:factory`` path.
 
 ``model("fmnist-standard")`` loads (or trains) the zoo model; ``model("mypkg.nets:make_g")``
-imports ``mypkg.nets`` and calls ``make_g()``, which must return a ``torch.nn.Module`` mapping
-images in [0, 1] of shape (N, C, H, W) to logits.  Each call also returns an *input record*
-``{"spec", "kind", "file", "sha256"}`` naming the file the model's numbers depend on (the zoo
-checkpoint, or the factory's source file), so that results can be recomputed when it changes.
+imports ``mypkg.nets`` (``model("nets/mine.py:make_g")`` loads that file) and calls ``make_g()``, which
+must return a ``torch.nn.Module`` mapping images in [0, 1] of shape (N, C, H, W) to logits.  Each call
+also returns an *input record* ``{"spec", "kind", "file", "sha256"}`` naming the file the model's numbers
+depend on (the zoo checkpoint, or the factory's source file), so that results can be recomputed when it
+changes.  A factory's record also holds ``"files"``: the sha256 of every weights-like file (``WEIGHT_SUFFIXES``)
+in the factory file's folder, so a changed, added or removed weights file there makes the results stale.
 """
 from __future__ import annotations
 
@@ -22,18 +25,63 @@ from .runtime import get_device
 log = logging.getLogger(__name__)
 
 _IMPORT_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_FILE_SPEC = re.compile(r"^(?P<path>.+\.py):(?P<fn>[A-Za-z_]\w*)$")
+# files beside a factory that it may open: hashed into its input record
+WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".npz", ".npy", ".json")
 
 
 def kind(spec: str) -> str:
-    """``"zoo"`` for a zoo name, ``"import"`` for ``package.module:factory``; ``ValueError`` otherwise."""
+    """``"zoo"`` for a zoo name, ``"import"`` for ``package.module:factory``, ``"file"`` for
+    ``path/to/file.py:factory``; ``ValueError`` otherwise."""
     if not isinstance(spec, str):
         raise ValueError(f"a model spec must be a str (zoo name or 'package.module:factory'), got {spec!r}")
     if spec in zoo.RECIPES:
         return "zoo"
     if _IMPORT_SPEC.match(spec):
         return "import"
-    raise ValueError(f"model spec {spec!r} is neither a zoo name ({', '.join(zoo.names())}) "
-                     "nor an import path 'package.module:factory'")
+    if _FILE_SPEC.match(spec):
+        return "file"
+    raise ValueError(f"model spec {spec!r} is neither a zoo name ({', '.join(zoo.names())}), "
+                     "an import path 'package.module:factory' nor a file path 'path/to/file.py:factory'")
+
+
+def absolute_file_spec(spec: str) -> str:
+    """``spec`` with a relative ``path/to/file.py`` made absolute (against the current folder); other
+    strings unchanged."""
+    m = _FILE_SPEC.match(spec)
+    if not m or Path(m["path"]).is_absolute():
+        return spec
+    return f"{Path(m['path']).resolve()}:{m['fn']}"
+
+
+def _import_file(spec: str):
+    import importlib.util
+    import sys
+
+    m = _FILE_SPEC.match(spec)
+    path = Path(m["path"]).resolve()
+    if not path.is_file():
+        raise ValueError(f"model spec {spec!r}: file {path} not found")
+    name = f"_adasmooth_byo_{path.stem}_{checkpoint.config_hash(str(path))[:8]}"
+    mod_spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(mod_spec)
+    sys.modules[name] = mod
+    try:
+        mod_spec.loader.exec_module(mod)
+    except Exception:
+        del sys.modules[name]
+        raise
+    return mod, m["fn"]
+
+
+def side_files(src: str | Path) -> dict[str, str]:
+    """``{path: sha256}`` of the weights-like files (``WEIGHT_SUFFIXES``) in the folder of ``src`` (none for a
+    module directly in site-packages)."""
+    folder = Path(src).resolve().parent
+    if folder.name in ("site-packages", "dist-packages"):
+        return {}
+    return {str(f): checkpoint.sha256_file(f) for f in sorted(folder.iterdir())
+            if f.is_file() and f.suffix in WEIGHT_SUFFIXES}
 
 
 def model(spec: str, *, zoo_overrides: dict | None = None, zoo_root=None, device=None,
@@ -49,11 +97,15 @@ def model(spec: str, *, zoo_overrides: dict | None = None, zoo_root=None, device
         meta = zoo.metadata(spec, overrides=zoo_overrides or None, root=zoo_root)
         pt = checkpoint.path_for(zoo.stem(spec, zoo_overrides or None, zoo_root), ".pt")
         return m, {"spec": spec, "kind": "zoo", "file": str(Path(pt).resolve()), "sha256": meta["sha256"]}
-    mod_name, fn_name = spec.split(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ValueError(f"model spec {spec!r}: cannot import {mod_name!r} ({e})") from e
+    if kind(spec) == "file":
+        mod, fn_name = _import_file(spec)
+        mod_name = mod.__file__
+    else:
+        mod_name, fn_name = spec.split(":")
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError as e:
+            raise ValueError(f"model spec {spec!r}: cannot import {mod_name!r} ({e})") from e
     fn = getattr(mod, fn_name, None)
     if not callable(fn):
         raise ValueError(f"model spec {spec!r}: {mod_name} has no callable {fn_name!r}")
@@ -62,13 +114,18 @@ def model(spec: str, *, zoo_overrides: dict | None = None, zoo_root=None, device
         raise ValueError(f"model spec {spec!r}: {fn_name}() returned {type(m).__name__}, expected a torch.nn.Module")
     src = inspect.getsourcefile(mod)
     rec = {"spec": spec, "kind": "import", "file": str(Path(src).resolve()) if src else None,
-           "sha256": checkpoint.sha256_file(src) if src else None}
+           "sha256": checkpoint.sha256_file(src) if src else None, "files": side_files(src) if src else {}}
     return m.to(device).eval(), rec
 
 
 def is_unchanged(record: dict) -> bool:
-    """Whether the file of an input record still exists with the same sha256."""
+    """Whether the file of an input record still exists with the same sha256 and, for a factory, the
+    weights-like files beside it are the same (same names, same sha256; a record without them is stale)."""
     f = record.get("file")
     if not f or not Path(f).exists():
         return False
-    return checkpoint.sha256_file(f) == record.get("sha256")
+    if checkpoint.sha256_file(f) != record.get("sha256"):
+        return False
+    if record.get("kind") == "import":
+        return record.get("files") == side_files(f)
+    return True

@@ -51,29 +51,42 @@ def markdown_table(tab: dict) -> str:
     return "\n".join(lines)
 
 
-def save_figure(fig, fig_dir: str | os.PathLike, name: str, dpi: int = 130) -> Path:
-    """Save a matplotlib figure as ``<fig_dir>/<name>.png`` atomically; return its path."""
+# where notebooks run by hand write (``out_dir``/``fig_dir`` None), whatever the caller's folder
+INTERACTIVE = Path(__file__).resolve().parent.parent / "results" / "interactive"
+
+
+def output_dir(folder: str | os.PathLike | None, figures: bool = False) -> Path:
+    """``folder``, or for None the project's ``results/interactive`` (``.../figures`` when ``figures``)."""
+    if folder is None:
+        return INTERACTIVE / "figures" if figures else INTERACTIVE
+    return Path(folder)
+
+
+def save_figure(fig, fig_dir: str | os.PathLike | None, name: str, dpi: int = 130) -> Path:
+    """Save a matplotlib figure as ``<fig_dir>/<name>.png`` atomically; return its path
+    (``fig_dir`` None: the project's ``results/interactive/figures``)."""
     import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    p = Path(fig_dir) / f"{name}.png"
+    p = output_dir(fig_dir, figures=True) / f"{name}.png"
     checkpoint.atomic_write_bytes(p, buf.getvalue())
     return p
 
 
-def write(out_dir: str | os.PathLike, name: str, *, params: dict, metrics: dict, tables: dict | None = None,
+def write(out_dir: str | os.PathLike | None, name: str, *, params: dict, metrics: dict, tables: dict | None = None,
           figures: list | None = None, inputs: list | None = None, data: dict | None = None) -> Path:
     """Write the results JSON of notebook ``name`` atomically and return its path.
 
     ``metrics`` are scalars shown in the summary, ``tables`` map titles to :func:`table` results (kept
     in order), ``data`` holds
-    raw numbers (curves, grids) kept for later use.  Non-finite floats are stored as ``null``."""
+    raw numbers (curves, grids) kept for later use.  Non-finite floats are stored as ``null``.
+    ``out_dir`` None: the project's ``results/interactive``."""
     import torch
 
     from . import __version__
 
-    out = Path(out_dir)
+    out = output_dir(out_dir)
     for t, tab in (tables or {}).items():
         if set(tab) != {"columns", "rows"}:
             raise ValueError(f"tables[{t!r}] must be made by results.table(columns, rows)")

@@ -113,3 +113,67 @@ def test_explorer_slider_moves_the_readout_in_jupyterlab(lab):
             raise
         finally:
             browser.close()
+
+
+@pytest.fixture
+def voila_app(tmp_path):
+    """``python -m adasmooth app`` (Voilà, notebook 06 on the shipped models and the recorded default grid)."""
+    port = _free_port()
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"))
+    log_path = tmp_path / "app.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "adasmooth", "app", f"--port={port}"], stdout=log,
+                            stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.time() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"the app did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/", log_path
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_app_serves_the_explorer_without_code_and_the_slider_works(voila_app):
+    playwright = pytest.importorskip("playwright.sync_api")
+    url, log = voila_app
+    assert "http://127.0.0.1:" in Path(log).read_text()  # it prints its URL, bound to this machine
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, timeout=240_000)
+            readout = page.locator(".widget-html", has_text="clean accuracy").first
+            readout.wait_for(timeout=240_000)
+            before = readout.inner_text()
+            assert "α = 0.50" in before
+            assert "check_notebook" not in page.content()  # no code cells shown
+            handle = page.locator(".widget-slider .noUi-handle").first
+            handle.focus()
+            for _ in range(20):
+                handle.press("ArrowRight")
+            page.wait_for_function(
+                "before => [...document.querySelectorAll('.widget-html')].some("
+                "e => e.innerText.includes('clean accuracy') && e.innerText !== before)", arg=before,
+                timeout=60_000)
+            after = readout.inner_text()
+            assert after != before and "α = 0.50" not in after and "attacked accuracy" in after
+            page.locator(".widget-toggle-button", has_text="no SoftMax").first.click()  # the mixing-option choice
+            page.wait_for_function(
+                "after => [...document.querySelectorAll('.widget-html')].some("
+                "e => e.innerText.includes('clean accuracy') && e.innerText !== after)", arg=after,
+                timeout=60_000)
+        except Exception:
+            shutil.copy(log, Path(log).with_suffix(".kept.log"))
+            raise
+        finally:
+            browser.close()

@@ -53,9 +53,9 @@ def _tiny(name, smoke):
 
 
 # ---- sources ---------------------------------------------------------------------------------
-def test_there_are_the_seven_notebooks():
+def test_there_are_the_eight_notebooks():
     assert NOTEBOOKS == ["00_quickstart", "01_theory_checks", "02_ri_ablation", "03_certified_radii",
-                         "04_loss_ablation", "05_sigmoid_scale", "06_alpha_explorer"]
+                         "04_loss_ablation", "05_sigmoid_scale", "06_alpha_explorer", "07_mixing_methods"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -215,6 +215,31 @@ def test_06_alpha_explorer(smoke):
     cm = np.array(doc["data"]["confusion_at_alpha"])
     assert cm.shape == (10, 10) and cm.sum() == m["n_eval"]
     assert np.trace(cm) == round(m["clean_at_alpha"] * m["n_eval"])
+
+
+def test_07_mixing_methods_compares_the_three_methods_on_the_same_images(smoke):
+    from adasmooth.comparison import _images_hash
+
+    doc = _doc(smoke, "07_mixing_methods")
+    p = _params("07_mixing_methods")
+    cmp = doc["data"]["comparison"]
+    x, y = _eval_set(p["n_eval"], p["seed"])
+    assert cmp["n"] == len(y) and cmp["images_sha256"] == _images_hash(x, y)  # one image set for every method
+    assert [pt["position"] for pt in cmp["points"]] == p["curve_positions"]
+    fit = cmp["nuts_fit"]
+    assert fit["s"] in p["nuts_grid"]["s"] and fit["p"] in p["nuts_grid"]["p"] and fit["c"] in p["nuts_grid"]["c"]
+    for pt in cmp["points"]:
+        assert set(pt["methods"]) == {"constant", p["learned_mixer"], "mixednuts"}
+        assert len(pt["paired"]) == 3 and pt["verdict"]["verdict"]
+        for m in pt["methods"].values():
+            assert m["clean"]["n"] == m["attacked"]["n"] == len(y)
+            assert m["attacked"]["acc"] <= m["clean"]["acc"] + 1e-9
+            assert m["clean"]["low"] <= m["clean"]["acc"] <= m["clean"]["high"]
+            assert m["cost"]["setup_seconds"] >= 0 and m["cost"]["forward_passes"]
+        assert 0 <= pt["methods"]["mixednuts"]["knob"]["alpha"] <= 1
+        tag = f"{pt['position']:g}"
+        assert doc["metrics"][f"verdict@{tag}"] == pt["verdict"]["verdict"]
+    assert [t["title"] for t in doc["tables"]][-1] == "Mixing methods: verdict per clean accuracy"
 
 
 def test_summary_lists_every_table_figure_and_timing(smoke):

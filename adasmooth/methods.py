@@ -1,0 +1,239 @@
+"""Three ways of mixing an accurate g and a robust h, compared on the same models, images and attacks.
+
+- ``constant``: h^α with a constant α (:class:`mixing.MixedClassifier`);
+- the learned α_θ (a shipped learned mixer, ``learned.RECIPES``): the adaptive-smoothing mixing network;
+- ``mixednuts``: MixedNUTS (:mod:`adasmooth.nuts`): h's logits through the fitted nonlinear map, g as its
+  hard argmax, attacked through the smooth stand-in and judged on the exact model.
+
+At each position p on the way from h's validation accuracy to g's, every method is set to the same clean
+*validation* accuracy acc_h + p·(acc_g - acc_h): the learned head's shift and the constant α as in
+:mod:`adasmooth.matched` (same models, same cache identities), MixedNUTS's α by :func:`nuts.calibrate_alpha`
+on the same validation split; its (s, p, c) are fitted once on a class-balanced part of that split
+(:func:`nuts.get_or_fit`, cached in the zoo folder).  All methods then face :func:`comparison.evaluate` (the
+project's attack set: PGD with CE and margin losses through every map, transfers from g and h alone, APGD-CE
+and APGD-T, Square on a class-balanced subset; α_θ also gets its own adaptive attacks) on the same
+class-balanced test images, with Clopper-Pearson intervals and McNemar's exact test per pair.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+
+from . import nuts
+from .attacks import predict
+from .comparison import Budget, _images_hash, _masks_doc, evaluate, fingerprint, mcnemar, test_images
+from .mixing import MixedClassifier
+
+log = logging.getLogger(__name__)
+
+NUTS = "mixednuts"
+CONSTANT = "constant"
+
+
+def _pct(s):
+    return f"{100 * s['acc']:.1f} [{100 * s['low']:.1f}, {100 * s['high']:.1f}]"
+
+
+def point_verdict(point: dict, level: float = 0.05) -> dict:
+    """Which method wins at one clean accuracy: the one with the highest attacked accuracy (all attacks but
+    Square, every image) when McNemar's exact test puts it significantly (p < ``level``) ahead of every other
+    method; otherwise a tie among those it is not significantly ahead of."""
+    methods = point["methods"]
+    names = sorted(methods, key=lambda n: -methods[n]["attacked"]["acc"])
+    if len(names) < 2:
+        return {"winner": names[0] if names else None, "tied": names, "verdict": "one method only"}
+    best = names[0]
+    tied = [best]
+    for other in names[1:]:
+        t = point["paired"].get(f"{best} vs {other}") or point["paired"].get(f"{other} vs {best}")
+        if t is None or t["attacked"]["p_value"] >= level:
+            tied.append(other)
+    if len(tied) == 1:
+        return {"winner": best, "tied": tied, "verdict": f"{best} wins"}
+    return {"winner": None, "tied": tied, "verdict": "tie between " + ", ".join(tied)}
+
+
+def compare(*, learned_name: str | None = "fmnist-adaptive", g: str = "fmnist-standard", h: str = "fmnist-linf-at",
+            positions=(0.5,), n_test: int = 500, budget: Budget = Budget(), nuts_percentile: float = 95.0,
+            nuts_grid: dict | None = None, nuts_k: int | None = None, nuts_n_fit: int = 1000,
+            nuts_fit_steps: int = 20, nuts_smooth: float = 1.0, endpoints: bool = False, root=None,
+            base_overrides=None, mixing_overrides=None, use_cache: bool = True, cache_fit: bool = True,
+            device=None, progress: bool = False) -> dict:
+    """Constant α, the learned α_θ (``learned_name``; None: left out) and MixedNUTS at matched clean
+    validation accuracies (module docstring), attacked with the same attack set on the same ``n_test``
+    class-balanced test images.  Returns a JSON-ready dict: ``images_sha256`` (the test images, shared by every
+    method), the NUTS fit, and per position the validation target, each method's knob, clean and attacked
+    accuracy with 95 % intervals, per-attack cumulative accuracies and seconds, Square on its subset,
+    McNemar's test per pair, a :func:`point_verdict`, and each method's cost (setup seconds, base-model
+    forward passes per prediction, attack seconds).  With ``endpoints``, g and h alone under the constant-α
+    attacks.  ``use_cache``: the per-image attack cache (:func:`comparison.evaluate`); ``cache_fit``: the NUTS
+    fit's JSON in the zoo folder ``root``."""
+    from . import data, learned, zoo
+    from .adaptive import calibrate_constant_alpha
+    from .matched import _position_models
+    from .runtime import get_device
+
+    device = get_device(device)
+    if not positions or any(not 0.0 <= float(p) <= 1.0 for p in positions):
+        raise ValueError(f"positions must be a non-empty list of values in [0, 1], got {positions!r}")
+    if learned_name is not None:
+        r = learned.recipe(learned_name)
+        if (r.g, r.h) != (g, h):
+            raise ValueError(f"learned mixer {learned_name!r} mixes g={r.g!r}, h={r.h!r}, not g={g!r}, h={h!r}")
+    dataset = zoo.recipe(g).dataset
+    k = data.info(dataset)["num_classes"]
+    if nuts_n_fit < k:
+        raise ValueError(f"nuts_n_fit must be at least the class count {k}, got {nuts_n_fit}")
+    gm = zoo.get(g, train_if_missing=False, root=root, overrides=base_overrides, device=device)
+    hm = zoo.get(h, train_if_missing=False, root=root, overrides=base_overrides, device=device)
+    x, y, sq_pos = test_images(dataset, n_test, budget, device)
+    xv, yv = data.load(dataset, "val")
+    fit_idx = data.balanced_subset(yv, nuts_n_fit // k, seed=budget.seed)
+    fit_cfg = dict(eps=budget.eps, norm=budget.norm, percentile=float(nuts_percentile), grid=nuts_grid, k=nuts_k,
+                   steps=nuts_fit_steps, seed=budget.seed)
+    fit = nuts.get_or_fit(gm, hm, xv[fit_idx], yv[fit_idx], root=root, use_cache=cache_fit, device=device,
+                          batch_size=budget.batch_size, **fit_cfg)
+    params = {key: fit[key] for key in ("s", "p", "c", "k")}
+    log.info("MixedNUTS fit: s=%g p=%g c=%g (objective %.3f, %s)", params["s"], params["p"], params["c"],
+             fit["objective"], "cached" if fit["cached"] else f"{fit['seconds']:.0f} s")
+    out = {"n": len(y), "images_sha256": _images_hash(x, y), "budget": dataclasses.asdict(budget),
+           "learned": learned_name, "g": g, "h": h, "positions": [float(p) for p in positions],
+           "nuts_fit": {key: v for key, v in fit.items() if key != "grid_results"},
+           "nuts_grid_results": fit["grid_results"], "points": [], "endpoints": {}}
+
+    def run(model, ident):
+        return evaluate(model, x, y, budget, identity=ident, square_idx=sq_pos, use_cache=use_cache,
+                        progress=progress)
+
+    for p in positions:
+        p = float(p)
+        models, costs = {}, {}
+        if learned_name is not None:
+            t0 = time.perf_counter()
+            lm, ident, alpha_c, val = _position_models(learned_name, p, root=root, base_overrides=base_overrides,
+                                                       mixing_overrides=mixing_overrides, device=device)
+            head_s = time.perf_counter() - t0
+            models[learned_name] = (lm, ident, {"shift": float(lm.net.shift)})
+            costs[learned_name] = {"setup_seconds": round(float(lm.metadata.get("train_seconds", 0.0)) + head_s, 1),
+                                   "setup": "mixing-network training + head on the validation split",
+                                   "forward_passes": "g + h + mixing network"}
+            target = val["target"]
+            t0 = time.perf_counter()
+            const_alpha = alpha_c
+        else:
+            t0 = time.perf_counter()
+            acc_g = (predict(gm, xv.to(device), budget.batch_size).cpu() == yv).double().mean().item()
+            acc_h = (predict(hm, xv.to(device), budget.batch_size).cpu() == yv).double().mean().item()
+            target = acc_h + p * (acc_g - acc_h)
+            val = {"n": len(yv), "acc_g": acc_g, "acc_h": acc_h, "target": target}
+            const_alpha = calibrate_constant_alpha(gm, hm, xv, yv, target, tol=1.0 / len(yv), device=device).value
+        const = MixedClassifier(gm, hm, const_alpha).to(device).eval()
+        models = {CONSTANT: (const, fingerprint(gm, hm, extra={"alpha": const.alpha}), {"alpha": const.alpha}),
+                  **models}
+        costs[CONSTANT] = {"setup_seconds": round(time.perf_counter() - t0, 1) if learned_name is None else 0.0,
+                           "setup": "bisection on the validation split (chosen with the learned head)"
+                           if learned_name is not None else "bisection on the validation split",
+                           "forward_passes": "g + h"}
+        t0 = time.perf_counter()
+        cal = nuts.calibrate_alpha(gm, hm, params, xv, yv, target, tol=1.0 / len(yv), smooth=nuts_smooth,
+                                   batch_size=budget.batch_size, device=device)
+        nm = nuts.NutsClassifier(gm, hm, alpha=cal.value, smooth=nuts_smooth, **params).to(device).eval()
+        models[NUTS] = (nm, fingerprint(gm, hm, extra={"mixednuts": nm.params(), "path": "auto"}),
+                        {**nm.params(), "val_accuracy": cal.accuracy})
+        costs[NUTS] = {"setup_seconds": round((0.0 if fit["cached"] else fit["seconds"]) + time.perf_counter() - t0, 1),
+                       "fit_seconds": fit["seconds"], "setup": "(s, p, c) grid fit (PGD on h) + α bisection",
+                       "forward_passes": "g + h"}
+        point = {"position": p, "target_val": target, "val": val, "methods": {}, "paired": {}}
+        masks = {}
+        for name, (model, ident, knob) in models.items():
+            log.info("mixing methods: %s at position %g", name, p)
+            res = run(model, ident)
+            masks[name] = res
+            doc = _masks_doc(res)
+            doc["knob"] = knob
+            attack_s = sum(s["seconds"] for s in res["steps"]) + (res["square"]["seconds"] if res["square"] else 0)
+            doc["cost"] = {**costs[name], "attack_seconds": round(attack_s, 1)}
+            point["methods"][name] = doc
+        names = list(masks)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                pair = {"attacked": mcnemar(masks[a]["worst"], masks[b]["worst"]),
+                        "clean": mcnemar(masks[a]["clean"], masks[b]["clean"])}
+                if masks[a]["square"] is not None:
+                    pair["after_square"] = mcnemar(masks[a]["square"]["after"], masks[b]["square"]["after"])
+                point["paired"][f"{a} vs {b}"] = pair
+        point["verdict"] = point_verdict(point)
+        out["points"].append(point)
+    if endpoints:
+        for label, alpha in (("g", 0.0), ("h", 1.0)):
+            m = MixedClassifier(gm, hm, alpha).to(device).eval()
+            out["endpoints"][label] = _masks_doc(run(m, fingerprint(gm, hm, extra={"alpha": alpha})))
+    return out
+
+
+def tables(doc: dict) -> dict:
+    """The comparison's tables (``results.table`` dicts): per point and method (with cost), the paired
+    tests, and the verdicts."""
+    from .results import table
+
+    rows, prow, vrow = [], [], []
+    for pt in doc["points"]:
+        for name, m in pt["methods"].items():
+            sq = m.get("square")
+            knob = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+                             for k, v in m["knob"].items() if k in ("alpha", "shift", "s", "p", "c"))
+            c = m["cost"]
+            rows.append([f"{100 * pt['target_val']:.1f}", name, knob, _pct(m["clean"]), _pct(m["attacked"]),
+                         _pct(sq["after"]) if sq else "–", c["setup_seconds"], c["forward_passes"],
+                         c["attack_seconds"]])
+        for pair, t in pt["paired"].items():
+            a = t["attacked"]
+            sq = t.get("after_square")
+            prow.append([f"{100 * pt['target_val']:.1f}", pair, a["only_a"], a["only_b"], round(100 * a["diff"], 2),
+                         f"{a['p_value']:.3g}", f"{sq['only_a']} / {sq['only_b']}" if sq else "–"])
+        vrow.append([f"{100 * pt['target_val']:.1f}", pt["verdict"]["verdict"]])
+    for label, m in doc.get("endpoints", {}).items():
+        rows.append(["–", label, "α = 0" if label == "g" else "α = 1", _pct(m["clean"]), _pct(m["attacked"]),
+                     _pct(m["square"]["after"]) if m.get("square") else "–", 0.0, label, "–"])
+    points = table(["validation target %", "method", "knob", "clean % [95 % CI]",
+                    f"attacked % (all but Square, n={doc['n']})", "Square subset after Square %",
+                    "setup seconds", "forward passes per prediction", "attack seconds"], rows)
+    paired = table(["validation target %", "comparison (a vs b)", "only a right", "only b right",
+                    "difference (points)", "McNemar exact p", "after Square (only a / only b)"], prow)
+    verdicts = table(["validation target %", "verdict (McNemar exact, p < 0.05)"], vrow)
+    return {"points": points, "paired": paired, "verdicts": verdicts}
+
+
+def plot(doc: dict, ax=None):
+    """Attacked vs clean (test) accuracy of each method over the matched points, 95 % intervals."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.4))
+    names = list(dict.fromkeys(n for pt in doc["points"] for n in pt["methods"]))
+    ends = doc.get("endpoints", {})
+    for i, name in enumerate(names):
+        pts = [pt["methods"][name] for pt in doc["points"] if name in pt["methods"]]
+        if "g" in ends and "h" in ends:
+            pts = [ends["h"]] + pts + [ends["g"]]
+        pts.sort(key=lambda m: m["clean"]["acc"])
+        cx = [100 * m["clean"]["acc"] for m in pts]
+        ay = [100 * m["attacked"]["acc"] for m in pts]
+        yerr = [[100 * (m["attacked"]["acc"] - m["attacked"]["low"]) for m in pts],
+                [100 * (m["attacked"]["high"] - m["attacked"]["acc"]) for m in pts]]
+        xerr = [[100 * (m["clean"]["acc"] - m["clean"]["low"]) for m in pts],
+                [100 * (m["clean"]["high"] - m["clean"]["acc"]) for m in pts]]
+        ax.errorbar(cx, ay, xerr=xerr, yerr=yerr, fmt="-o", color=f"C{i}", capsize=3, ms=4, label=name)
+    for label, m in ends.items():
+        ax.annotate(label, (100 * m["clean"]["acc"], 100 * m["attacked"]["acc"]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
+    b = doc["budget"]
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel(f"attacked accuracy (%), ℓ{'∞' if b['norm'] == 'linf' else '2'} ε = {b['eps']:g}")
+    ax.set_title(f"constant α, learned α_θ and MixedNUTS at matched clean accuracies (validation-chosen)\n"
+                 f"n = {doc['n']} test images, full attack set but Square, Clopper-Pearson 95 %", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax
