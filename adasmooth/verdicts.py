@@ -314,20 +314,16 @@ def _split(curves: Mapping[str, list]) -> tuple[str, str] | None:
     return (mix[0], base[0]) if len(base) == 1 and len(mix) == 1 else None
 
 
-def _largest_radius(grid, acc) -> tuple[float, bool]:
-    """The largest grid radius at which the curve is positive (0.0 if none), and whether the curve is still
-    positive at the grid's end (then the true largest radius is beyond it)."""
-    pos = [r for r, a in zip(grid, acc) if a and a > 0]
-    return (pos[-1] if pos else 0.0), bool(acc and acc[-1] and acc[-1] > 0)
-
-
 def sm1_curves(doc: dict | None) -> dict | None:
     """Fig. SM1's numbers read off the recorded curves (``data.r_grid``, ``data.lip``, ``data.rs``), per bound
-    (``"lip"``, ``"rs"``): ``{"mix", "base"}`` labels, ``crossing`` (the first grid radius at which h^α's
-    point estimate is above the baseline's after the baseline was above at a smaller radius; None if never),
-    ``largest`` (each curve's largest certified radius on the grid), ``beyond`` (still positive at the grid's
-    end), ``base_above`` / ``mix_above`` (the radii where one curve's interval lies above the other's),
-    ``n`` and ``step``.  None when the notebook recorded no curves or too few radii (:func:`_dense`)."""
+    (``"lip"``, ``"rs"``): ``{"mix", "base"}`` labels, ``crossing`` (:func:`adasmooth.certify.crossing_radius`:
+    the first grid radius at which h^α's point estimate is above the baseline's after the baseline was above
+    at a smaller radius; None if never), ``largest`` (each curve's largest certified radius on the grid,
+    :func:`adasmooth.certify.largest_certified_radius`), ``beyond`` (still positive at the grid's end),
+    ``base_above`` / ``mix_above`` (the radii where one curve's interval lies above the other's), ``n`` and
+    ``step``.  None when the notebook recorded no curves or too few radii (:func:`_dense`)."""
+    from .certify import crossing_radius, largest_certified_radius
+
     doc = doc or {}
     data = doc.get("data") or {}
     grid, n = data.get("r_grid"), _n_eval(doc)
@@ -341,13 +337,8 @@ def sm1_curves(doc: dict | None) -> dict | None:
             return None
         mix, base = (curves[k] for k in labels)
         cmp = [compare(accuracy(m, n), accuracy(b, n)) for m, b in zip(mix, base)]
-        crossing, below = None, False
-        for r, m, b in zip(grid, mix, base):
-            below = below or m < b
-            if below and m > b:
-                crossing = r
-                break
-        (lm, bm), (lb, bb) = _largest_radius(grid, mix), _largest_radius(grid, base)
+        crossing = crossing_radius(grid, mix, base)
+        (lm, bm), (lb, bb) = largest_certified_radius(grid, mix), largest_certified_radius(grid, base)
         out[bound] = {"mix": labels[0], "base": labels[1], "crossing": crossing,
                       "largest": {"mix": lm, "base": lb}, "beyond": {"mix": bm, "base": bb},
                       "base_above": [r for r, c in zip(grid, cmp) if c == -1],

@@ -433,3 +433,50 @@ def test_mixed_certificates_with_votes_match_cohen_certify_and_never_exceed_plug
             cohen = np.where(lo > 0.5, 0.25 * norm.ppf(np.clip(lo, 0.5, None)), 0.0)
             np.testing.assert_allclose(bnd["rs"].numpy(), cohen, rtol=1e-9, atol=1e-12)
     assert torch.isinf(C.mixed_certificates(pg, ph, y, 1.0, 0.25)["rs"]).any()  # k = n: plug-in radius ∞
+
+
+# ---- Fig. SM1 read off the curves: crossing, largest certified radii, the table's radii, the x range ------
+def sm1_certificates():
+    """Two models on 4 images: h^α certifies 0.1, 0.3, 0.4 (one wrong), the baseline 0.2, 0.2, 0.25, 0.25."""
+    def t(v):
+        return torch.tensor(v, dtype=torch.float64) if isinstance(v[0], float) else torch.tensor(v)
+
+    mix = {"lip": t([0.1, 0.3, 0.4, 0.9]), "rs": t([0.2, 0.5, 0.6, 0.9]), "h_correct": t([True, True, True, False]),
+           "clean": 0.75}
+    base = {"lip": t([0.2, 0.2, 0.25, 0.25]), "rs": t([0.3, 0.3, 0.7, 0.7]), "h_correct": t([True] * 4),
+            "clean": 1.0}
+    return {"h^α": mix, "baseline": base}
+
+
+def test_key_radii_crossing_largest_and_table_radii():
+    grid = np.round(np.linspace(0, 2, 201), 6)
+    cert = sm1_certificates()
+    curves = {b: {k: C.certified_accuracy(c[b], c["h_correct"], grid) for k, c in cert.items()} for b in ("lip", "rs")}
+    key = C.key_radii(grid, curves, "h^α", "baseline")
+    # Lipschitz: the baseline (1.0 up to 0.2) above h^α (0.75 → 0.5 past 0.1) until 0.25, then h^α alone
+    assert key["lip"]["crossing"] == pytest.approx(0.26)
+    assert key["lip"]["largest"] == {"h^α": pytest.approx(0.4), "baseline": pytest.approx(0.25)}
+    assert key["rs"]["crossing"] is None and key["rs"]["largest"]["baseline"] == pytest.approx(0.7)
+    assert not any(key["rs"]["beyond"].values())
+    assert C.crossing_radius([0, 1, 2], [1, 1, 0], [1, 0.5, 0]) is None  # never below, so no crossing
+    assert C.largest_certified_radius([0, 1, 2], [1, 1, 1]) == (2.0, True)  # still positive at the grid's end
+    radii = C.table_radii([0.0, 0.25, 0.5, 1.0], key)
+    assert radii == [0.0, 0.25, 0.26, 0.4, 0.5, 0.6, 0.7, 1.0]
+    tab = C.radii_table(cert, key, [0.0, 0.25, 0.5, 1.0])
+    assert tab["columns"][:5] == ["model", "bound", "clean %", "largest certified r", "crossing r (h^α over baseline)"]
+    assert tab["columns"][5:] == [f"r = {r:g}" for r in radii]
+    rows = {(r[0], r[1]): r for r in tab["rows"]}
+    assert rows[("h^α", "lip")][3:5] == ["0.4", "0.26"] and rows[("baseline", "rs")][3:5] == ["0.7", "–"]
+    at = dict(zip(tab["columns"][5:], rows[("h^α", "lip")][5:]))
+    assert at["r = 0.4"] == 25.0 and at["r = 0.5"] == 0.0 and at["r = 0.26"] == 50.0  # the end and the crossing
+    m = C.key_metrics(key, "h^α", "baseline")
+    assert m["crossing_rs"] is None and m["largest_lip_baseline"] == pytest.approx(0.25)
+    # the x range ends a little beyond the largest certified radius (0.7), not at the grid's end (2.0)
+    x_max = C.fitted_x_max(grid, curves["lip"], curves["rs"])
+    assert 0.7 < x_max <= 0.85
+    assert C.fitted_x_max(grid, {"a": np.zeros(len(grid))}) == 2.0
+    fig = C.plot_certified_accuracy(grid, curves["lip"], curves["rs"], key=key, n=4, title="t")
+    assert [ax.get_xlim()[1] for ax in fig.axes] == [pytest.approx(x_max)] * 2
+    assert any("crossing r = 0.26" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    low, high = C.curve_interval(curves["lip"]["h^α"][:3], 4)
+    assert (low <= curves["lip"]["h^α"][:3]).all() and (high >= curves["lip"]["h^α"][:3]).all()
