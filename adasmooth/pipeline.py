@@ -748,7 +748,7 @@ def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: lis
                       f"executed copy is kept for inspection): `{error}`", ""]
         if doc.get("metrics"):
             lines += ["| metric | value |", "|---|---|"]
-            lines += [f"| {k} | {_cell(v)} |" for k, v in doc["metrics"].items() if not isinstance(v, (dict, list))]
+            lines += [f"| {k} | {_cell(v)} |" for k, v in doc["metrics"].items() if not isinstance(v, dict)]
             lines.append("")
         for tab in doc.get("tables", []) + _derived_tables(o.name, doc):
             lines += [f"**{tab['title']}**", "", markdown_table(tab), ""]

@@ -41,6 +41,8 @@ def _cell(v) -> str:
         return f"{v:.4g}"
     if v is None:
         return "–"
+    if isinstance(v, (list, tuple)):  # e.g. the options tied for best: "prob, logit", cells "(0.1, 1), (0.2, 0)"
+        return ", ".join(f"({_cell(u)})" if isinstance(u, (list, tuple)) else _cell(u) for u in v)
     return str(v)
 
 
@@ -62,11 +64,43 @@ def output_dir(folder: str | os.PathLike | None, figures: bool = False) -> Path:
     return Path(folder)
 
 
-def save_figure(fig, fig_dir: str | os.PathLike | None, name: str, dpi: int = 130) -> Path:
+INTERVAL = "95 % Clopper-Pearson"
+NORMS = {"linf": "ℓ∞", "l2": "ℓ2"}
+
+
+def caption(*, n: int, eps: float | None = None, norm: str | None = None, attacks=None,
+            interval: str | None = INTERVAL, extra: str | None = None) -> str:
+    """The line every figure states: the number of test images ``n``, the attack radius (``norm`` ε = ``eps``),
+    the attack set (``attacks``: names, or a phrase; [] reads "none"), the interval type drawn (``interval``;
+    None: "no intervals drawn") and ``extra``, e.g.
+    ``n = 200 test images; ℓ∞ ε = 0.1; attacks: pgd_ce, transfer_g; intervals: 95 % Clopper-Pearson``."""
+    parts = [f"n = {int(n)} test images"]
+    if eps is not None:
+        parts.append(f"{NORMS.get(norm, norm or '')} ε = {float(eps):g}".strip())
+    if attacks is not None:
+        parts.append("attacks: " + (attacks if isinstance(attacks, str) else ", ".join(map(str, attacks)) or "none"))
+    parts.append(f"intervals: {interval}" if interval else "no intervals drawn")
+    if extra:
+        parts.append(extra)
+    return "; ".join(parts)
+
+
+def add_caption(fig, text: str, fontsize: float = 8) -> None:
+    """Write ``text`` under the figure (wrapped to its width); :func:`save_figure`'s tight bounding box keeps it."""
+    import textwrap
+
+    width = max(40, int(fig.get_figwidth() * 130 / fontsize))
+    fig.text(0.5, 0.0, "\n".join(textwrap.wrap(text, width)), ha="center", va="top", fontsize=fontsize)
+
+
+def save_figure(fig, fig_dir: str | os.PathLike | None, name: str, dpi: int = 130, caption: str | None = None) -> Path:
     """Save a matplotlib figure as ``<fig_dir>/<name>.png`` atomically; return its path
-    (``fig_dir`` None: the project's ``results/interactive/figures``)."""
+    (``fig_dir`` None: the project's ``results/interactive/figures``).  ``caption`` (e.g. :func:`caption`)
+    is written under the figure first (:func:`add_caption`)."""
     import io
 
+    if caption:
+        add_caption(fig, caption)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     p = output_dir(fig_dir, figures=True) / f"{name}.png"

@@ -100,6 +100,20 @@ def compare(a: Accuracy, b: Accuracy) -> int:
     return 0
 
 
+def best_options(values: Mapping, n: int) -> list:
+    """The options tied for best among ``values`` (option -> accuracy on the same ``n`` images): the leader
+    (the largest point estimate) and every option whose 95 % Clopper-Pearson interval overlaps the leader's
+    (:func:`compare` gives 0, so equal point estimates tie too), by point estimate, largest first (equal
+    estimates keep the order of ``values``).  One option means a clear winner; notebooks record the whole
+    list (``best_*`` metrics) instead of naming the first of a tie."""
+    vals = {k: v for k, v in values.items() if v is not None}
+    if not vals:
+        return []
+    acc = {k: accuracy(v, n) for k, v in vals.items()}
+    order = sorted(vals, key=lambda k: -vals[k])
+    return [k for k in order if k == order[0] or compare(acc[order[0]], acc[k]) == 0]
+
+
 def _row(cid: str, claim: str, paper: str, ours: str, verdict: str, source: str) -> dict:
     assert verdict in VERDICTS, verdict
     return {"id": cid, "claim": claim, "paper": paper, "ours": ours, "verdict": verdict, "source": source}

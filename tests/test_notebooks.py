@@ -146,7 +146,8 @@ def test_02_ri_ablation(smoke):
         assert 0 <= lo < hi <= 1
         for o in p["options"]:
             assert 0 <= areas[o] <= 1
-        assert doc["metrics"][f"best_{name}"] in p["options"]
+        best = doc["metrics"][f"best_{name}"]  # the leader and every option tied with it (overlapping intervals)
+        assert best and set(best) <= set(p["options"]) and best[0] == max(p["options"], key=lambda o: areas[o])
     assert doc["tables"][0]["columns"][2:] and len(doc["tables"][0]["rows"]) == len(p["panels"])
 
 
@@ -191,6 +192,9 @@ def test_04_loss_ablation(smoke):
     assert 0 <= m["constant_alpha"] <= 1 and 0 <= m["constant_pgd"] <= 1
     table = doc["tables"][0]
     assert len(table["rows"]) == len(p["c_prod"]) and len(table["columns"]) == 1 + len(p["c_ce"])
+    top = max(cells, key=lambda c: c["full"])  # the leader and every cell tied with it (overlapping intervals)
+    assert m["best_cells"][0] == [top["c_prod"], top["c_ce"]] and m["best_pgd_full"] == top["full"]
+    assert all([c_prod, c_ce] in [[c["c_prod"], c["c_ce"]] for c in cells] for c_prod, c_ce in m["best_cells"])
 
 
 def test_05_sigmoid_scale(smoke):
@@ -200,7 +204,8 @@ def test_05_sigmoid_scale(smoke):
     assert [r["scale"] for r in per] == p["scales"]
     for r in per:
         _check_calibrated(r, doc["metrics"]["target_clean"], doc["metrics"]["n_eval"])
-    assert doc["metrics"]["best_scale"] in p["scales"]
+    best = doc["metrics"]["best_scale"]  # the leader and every scale tied with it (overlapping intervals)
+    assert best and set(best) <= set(p["scales"]) and best[0] == max(per, key=lambda r: r["full"])["scale"]
 
 
 def test_06_alpha_explorer(smoke):

@@ -62,6 +62,16 @@ def test_accuracy_interval_is_clopper_pearson_and_compare_needs_disjoint_interva
     assert verdicts.compare(verdicts.accuracy(0.55, 20000), verdicts.accuracy(0.5, 20000)) == 1  # more images
 
 
+def test_best_options_lists_every_option_tied_with_the_leader():
+    # the smoke run's four R options at 43.33 % on 30 images: a four-way tie, not "logit" because it comes first
+    assert verdicts.best_options({"logit": 0.4333, "prob": 0.4333, "g": 0.4333, "r": 0.4333}, 30) == \
+        ["logit", "prob", "g", "r"]
+    assert verdicts.best_options({"a": 0.3, "b": 0.8, "c": 0.5}, 200) == ["b"]  # a clear winner
+    assert verdicts.best_options({"a": 0.55, "b": 0.6, "c": 0.2}, 200) == ["b", "a"]  # overlapping intervals
+    assert verdicts.best_options({(0.1, 1.0): 0.4, (0.2, 0.0): 0.41, (0.0, 0.0): None}, 200) == [(0.2, 0.0), (0.1, 1.0)]
+    assert verdicts.best_options({}, 200) == []
+
+
 # ---------------------------------------------------------------- (a) notebook 02
 
 def ri_doc(areas: dict, n=200):
