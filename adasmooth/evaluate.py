@@ -242,9 +242,13 @@ LABELS = {"prob": "R = 1, SoftMax", "logit": "R = 1, no SoftMax",
 
 
 def plot_tradeoff(rows: list[dict], ax=None, *, y_key: str = "attacked", annotate: bool = True,
-                  title: str | None = None):
+                  title: str | None = None, intervals: bool = True):
     """Draw attacked accuracy (``y_key``) against clean accuracy, one line per option, points in α order;
-    return the matplotlib Figure (a new one unless ``ax`` is given)."""
+    with ``intervals`` and rows that record their number of images ``n``, each point gets 95 %
+    Clopper-Pearson error bars on both axes (:func:`adasmooth.verdicts.accuracy`).  Return the matplotlib
+    Figure (a new one unless ``ax`` is given)."""
+    from .verdicts import accuracy
+
     if not rows:
         raise ValueError("rows must hold at least one row")
     if ax is None:
@@ -255,7 +259,14 @@ def plot_tradeoff(rows: list[dict], ax=None, *, y_key: str = "attacked", annotat
     for opt in dict.fromkeys(r["option"] for r in rows):
         rs = sorted((r for r in rows if r["option"] == opt), key=lambda r: r["alpha"])
         cx, cy = [100 * r["clean"] for r in rs], [100 * r[y_key] for r in rs]
-        ax.plot(cx, cy, marker="o", label=LABELS.get(opt, opt))
+        line, = ax.plot(cx, cy, marker="o", label=LABELS.get(opt, opt))
+        if intervals and all(r.get("n") for r in rs):
+            def err(key):
+                a = [accuracy(r[key], r["n"]) for r in rs]
+                return [[100 * (p.acc - p.low) for p in a], [100 * (p.high - p.acc) for p in a]]
+
+            ax.errorbar(cx, cy, xerr=err("clean"), yerr=err(y_key), fmt="none", ecolor=line.get_color(), alpha=0.5,
+                        capsize=2, lw=0.8)
         if annotate:
             for r, u, v in zip(rs, cx, cy):
                 ax.annotate(f"{r['alpha']:g}", (u, v), textcoords="offset points", xytext=(3, 3), fontsize=7)

@@ -69,17 +69,27 @@ NORMS = {"linf": "ℓ∞", "l2": "ℓ2"}
 
 
 def caption(*, n: int, eps: float | None = None, norm: str | None = None, attacks=None,
-            interval: str | None = INTERVAL, extra: str | None = None) -> str:
-    """The line every figure states: the number of test images ``n``, the attack radius (``norm`` ε = ``eps``),
-    the attack set (``attacks``: names, or a phrase; [] reads "none"), the interval type drawn (``interval``;
-    None: "no intervals drawn") and ``extra``, e.g.
+            interval: str | None = INTERVAL, drawn: bool = True, what: str = "test images",
+            extra: str | None = None) -> str:
+    """The line every figure states: ``n`` (of ``what``, test images by default), the attack radius (``norm``
+    ε = ``eps``), the attack set (``attacks``: names, or a phrase; [] reads "none"), the interval type
+    (``interval``; None: "no intervals") and whether it is drawn (not drawn: its largest half-width at this
+    ``n`` is given, so a reader can still judge a difference), then ``extra``, e.g.
     ``n = 200 test images; ℓ∞ ε = 0.1; attacks: pgd_ce, transfer_g; intervals: 95 % Clopper-Pearson``."""
-    parts = [f"n = {int(n)} test images"]
+    parts = [f"n = {int(n)} {what}"]
     if eps is not None:
         parts.append(f"{NORMS.get(norm, norm or '')} ε = {float(eps):g}".strip())
     if attacks is not None:
         parts.append("attacks: " + (attacks if isinstance(attacks, str) else ", ".join(map(str, attacks)) or "none"))
-    parts.append(f"intervals: {interval}" if interval else "no intervals drawn")
+    if not interval:
+        parts.append("no intervals")
+    elif drawn:
+        parts.append(f"intervals: {interval}")
+    else:
+        from .comparison import interval as clopper_pearson
+
+        lo, hi = clopper_pearson(int(n) // 2, int(n))
+        parts.append(f"intervals: {interval}, not drawn (half-width up to {100 * (hi - lo) / 2:.1f} points at n = {int(n)})")
     if extra:
         parts.append(extra)
     return "; ".join(parts)

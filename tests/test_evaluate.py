@@ -103,8 +103,8 @@ def test_save_load_and_plot(curve, tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
     fig = plot_tradeoff(curve, title="tiny")
     (ax,) = fig.axes
-    lines = ax.get_lines()
-    assert len(lines) == 2
+    lines = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]  # not the error bars' caps
+    assert len(lines) == 2 and len(ax.containers) == 2  # one curve and its Clopper-Pearson error bars per option
     for line, opt in zip(lines, ("prob", "logit")):
         rs = [r for r in curve if r["option"] == opt]
         assert list(line.get_xdata()) == pytest.approx([100 * r["clean"] for r in rs])
