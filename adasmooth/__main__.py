@@ -148,7 +148,10 @@ def _app(args) -> int:
 def _summary(args) -> int:
     from . import pipeline
 
-    print(pipeline.rewrite_summary(args.profile))
+    path = pipeline.rewrite_summary(args.profile)
+    print(path)
+    if pipeline.update_readme(args.profile, path.parent):  # the README's generated results blocks (default profile)
+        print(f"rewrote the results blocks of {pipeline.PROJECT / 'README.md'}")
     return 0
 
 
@@ -211,7 +214,8 @@ def main(argv=None) -> int:
     a.add_argument("--port", type=int, default=8866)
     a.add_argument("--grid-from", default=None, help="another results JSON of notebook 06 to show")
     a.set_defaults(func=_app)
-    s = sub.add_parser("summary", help="rewrite results/<profile>/summary.md from the recorded results (no notebook runs)")
+    s = sub.add_parser("summary", help="rewrite results/<profile>/summary.md from the recorded results (no notebook runs); "
+                       "for the default profile also README.md's generated results blocks")
     s.add_argument("--profile", default="default", choices=["smoke", "default", "paper"])
     s.set_defaults(func=_summary)
 

@@ -691,6 +691,7 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
             r["status"] = "shipped checkpoint"
     write_summary(every.out_root / "summary.md", every.profile, listed, zoo_rows, time.perf_counter() - t0,
                   shipped_files=ship)
+    update_readme(every.profile.name, every.out_root)
     if retrain:
         shipped.write_comparison(every.out_root / "retrain_comparison.md", retrained_root=every.zoo_root)
     return outcomes
@@ -851,6 +852,21 @@ def rewrite_summary(profile: str | profiles.Profile, *, out_root=None, nb_dir=No
     text[i:i + 1] = [last["env"] or text[i], "", note]
     checkpoint.atomic_write_bytes(path, ("\n".join(text).rstrip() + "\n").encode())
     return path
+
+
+def update_readme(profile: str, out_root) -> bool:
+    """Rewrite README.md's generated results blocks (:mod:`adasmooth.readme`) when ``out_root`` is the project's
+    ``results/default`` (the results the README quotes); True when README.md changed.  An error here leaves the
+    README as it was (``tests/test_readme.py`` then says it disagrees), never a run unfinished."""
+    from . import readme
+
+    if profile != "default" or Path(out_root).resolve() != (PROJECT / "results" / "default").resolve():
+        return False
+    try:
+        return readme.update(folder=out_root, profile=profile)
+    except Exception:  # noqa: BLE001
+        log.exception("README results blocks")
+        return False
 
 
 def main(args) -> int:

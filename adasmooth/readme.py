@@ -1,0 +1,223 @@
+"""The README's results, rendered from ``results/<profile>/`` so the two cannot disagree.
+
+README.md holds generated blocks between markers::
+
+    <!-- results:NAME:begin -->
+    ...
+    <!-- results:NAME:end -->
+
+:func:`render` writes every block's text from the results JSON (``NN_*.json``) and ``summary.md`` of a
+results folder (by default ``results/default``); :func:`update` replaces the blocks in README.md (``python -m
+adasmooth summary --profile default`` does it, and so does ``reproduce --profile default``), and
+``tests/test_readme.py`` checks that README.md's blocks equal :func:`render`'s.  Nothing in a block is
+written by hand; every accuracy carries its 95 % Clopper-Pearson interval (:func:`adasmooth.verdicts.accuracy`).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import results, verdicts
+
+PROJECT = Path(__file__).resolve().parents[1]
+README = PROJECT / "README.md"
+BLOCKS = ("run", "headline")
+GENERATED = ("<!-- generated from results/{profile} by `python -m adasmooth summary --profile {profile}` "
+             "(adasmooth.readme); do not edit by hand -->")
+TARGET_MAIN_S, TARGET_NOTEBOOKS_S = 30 * 60, 20 * 60  # the issue's targets for `make reproduce` on 2 CPU cores
+
+
+def begin(name: str) -> str:
+    return f"<!-- results:{name}:begin -->"
+
+
+def end(name: str) -> str:
+    return f"<!-- results:{name}:end -->"
+
+
+def _docs(folder: Path) -> dict:
+    out = {}
+    for p in sorted(folder.glob("[0-9][0-9]_*.json")):
+        try:
+            out[p.stem] = results.read(p)
+        except Exception:  # noqa: BLE001 - an unreadable file is reported as missing
+            continue
+    return out
+
+
+def _pct(v) -> str:
+    return f"{100 * v:.1f} %"
+
+
+def _acc(v, n) -> str:
+    return str(verdicts.accuracy(v, n))
+
+
+def _names(keys) -> str:
+    return ", ".join(map(str, keys))
+
+
+def _run_block(folder: Path, docs: dict, profile: str) -> list[str]:
+    from .pipeline import _last_run
+
+    summary = folder / "summary.md"
+    last = _last_run(summary.read_text(encoding="utf-8") if summary.exists() else "")
+    times = sorted(((d.get("pipeline") or {}).get("seconds"), stem[:2]) for stem, d in docs.items()
+                   if (d.get("pipeline") or {}).get("seconds") is not None)
+    times.reverse()
+    own = sum(t for t, _ in times)
+    lines = [GENERATED.format(profile=profile), ""]
+    if last["wall"] is not None:
+        w = last["wall"]
+        lines.append(f"Last run (`results/{profile}/summary.md`): **{w:.0f} s of wall time ({w / 60:.1f} min)**, "
+                     f"{'within' if w <= TARGET_MAIN_S else 'over'} the {TARGET_MAIN_S // 60}-minute target for the "
+                     f"main job.")
+    if times:
+        lines.append(f"The notebooks' own times add up to {own:.0f} s "
+                     f"({'within' if own <= TARGET_NOTEBOOKS_S else 'over'} the {TARGET_NOTEBOOKS_S // 60}-minute "
+                     f"target for the notebooks alone): " + ", ".join(f"{s} {t:.0f} s" for t, s in times) + ".")
+    rows = verdicts.rows(docs)
+    c = verdicts.counts(rows)
+    lines += ["", f"Verdicts (the table that opens `summary.md`, where each row gives the paper's number and ours): "
+              f"{c['reproduced']} reproduced, {c['not reproduced']} not reproduced, {c['inconclusive']} inconclusive.",
+              ""]
+    lines += ["| claim | verdict |", "|---|---|"] + [f"| {r['claim']} | {r['verdict']} |" for r in rows] + [""]
+    lines += ["Highlights (95 % Clopper-Pearson intervals):", ""]
+    lines += _highlights(docs)
+    return lines
+
+
+def _highlights(docs: dict) -> list[str]:
+    out = []
+    d = docs.get("04_loss_ablation") or {}
+    head = (d.get("data") or {}).get("headline") or {}
+    methods = head.get("methods") or {}
+    if "constant" in methods:
+        const = methods["constant"]
+        parts = []
+        for name, m in methods.items():
+            if name == "constant":
+                continue
+            v = ((d.get("data") or {}).get("verdicts") or {}).get(name, {}).get("verdict", "–")
+            parts.append(f"`{name}` {_acc(m['attacked']['acc'], m['attacked']['n'])} attacked at "
+                         f"{_acc(m['clean']['acc'], m['clean']['n'])} clean (verdict: {v})")
+        out.append(f"- Headline (04, n = {head.get('n')} images): the constant α "
+                   f"{_acc(const['attacked']['acc'], const['attacked']['n'])} attacked at "
+                   f"{_acc(const['clean']['acc'], const['clean']['n'])} clean; " + "; ".join(parts) + ".")
+    d = docs.get("00_quickstart") or {}
+    curve = (d.get("data") or {}).get("curve") or []
+    if curve:
+        n = curve[0].get("n") or (d.get("metrics") or {}).get("n_eval")
+        p = d.get("params") or {}
+        pts = "; ".join(f"α = {r['alpha']:g}: {_acc(r['clean'], n)} / {_acc(r['attacked'], n)}" for r in curve)
+        out.append(f"- Trade-off (00, {p.get('space', 'prob')} mixing, n = {n}, {results.NORMS.get(p.get('norm'), '')} "
+                   f"ε = {p.get('eps')}, attacks {_names(p.get('attacks') or [])}; clean / attacked): {pts}.")
+    d = docs.get("02_ri_ablation") or {}
+    areas = (d.get("data") or {}).get("areas") or {}
+    if areas:
+        n = (d.get("params") or {}).get("n_eval")
+        parts = []
+        for panel, a in areas.items():
+            opts = {o: v for o, v in a.items() if o != "range"}
+            best = verdicts.best_options(opts, n)
+            parts.append(f"{verdicts.PANELS.get(panel, panel)}: "
+                         + ", ".join(f"{verdicts.RI_LABELS.get(o, o)} {_acc(v, n)}"
+                                     for o, v in sorted(opts.items(), key=lambda kv: -kv[1]))
+                         + f" (best{' (tie)' if len(best) > 1 else ''}: "
+                         + ", ".join(verdicts.RI_LABELS.get(o, o) for o in best) + ")")
+        out.append(f"- Fig. 1 / SM2a / SM2b (02, n = {n}): area under the attacked-vs-clean curve; " + "; ".join(parts)
+                   + ".")
+    d = docs.get("03_certified_radii") or {}
+    info = verdicts.sm1_curves(d) if d else None
+    if info:
+        m = d.get("metrics") or {}
+        lip, rs = info["lip"], info["rs"]
+
+        def cross(b):
+            return f"r ≈ {b['crossing']:g}" if b["crossing"] is not None else "none"
+
+        out.append(f"- Fig. SM1 (03, n = {info['n']}, {m.get('n_samples')} noise draws): h^α at α = {m.get('alpha'):g} "
+                   f"({_acc(m.get('clean_mix'), info['n'])} clean) against the baseline "
+                   f"({_acc(m.get('clean_baseline'), info['n'])}); Lipschitz bound: crossing {cross(lip)}, largest "
+                   f"certified radius h^α {lip['largest']['mix']:g} vs baseline {lip['largest']['base']:g}; RS bound: "
+                   f"crossing {cross(rs)}, largest h^α {rs['largest']['mix']:g} vs baseline {rs['largest']['base']:g} "
+                   f"(grid step {info['step']:g}).")
+    d = docs.get("04_loss_ablation") or {}
+    cells = [c for c in (d.get("data") or {}).get("cells") or [] if c.get("full") is not None]
+    if cells:
+        n = cells[0].get("n") or (d.get("metrics") or {}).get("n_eval")
+        m = d.get("metrics") or {}
+        best = verdicts.best_options({(c["c_prod"], c["c_ce"]): c["full"] for c in cells}, n)
+        lo, hi = min(cells, key=lambda c: c["full"]), max(cells, key=lambda c: c["full"])
+        out.append(f"- Table SM2 (04, n = {n}, every cell shifted to {_pct(m.get('target_clean', 0))} clean): "
+                   f"{_acc(lo['full'], n)} to {_acc(hi['full'], n)} (full threat); the constant α "
+                   f"{_acc(m.get('constant_pgd', 0), n)}; best cells (c_prod, c_CE): "
+                   + ", ".join(f"({p:g}, {ce:g})" for p, ce in best) + ".")
+    d = docs.get("05_sigmoid_scale") or {}
+    per = [s for s in (d.get("data") or {}).get("per_scale") or [] if s.get("full") is not None]
+    if per:
+        n = per[0].get("n") or (d.get("metrics") or {}).get("n_eval")
+        m = d.get("metrics") or {}
+        best = verdicts.best_options({s["scale"]: s["full"] for s in per}, n)
+        out.append(f"- Table SM3 (05, n = {n}): " + "; ".join(f"scale {s['scale']:g}: {_acc(s['full'], n)}" for s in per)
+                   + f"; the constant α {_acc(m.get('constant_pgd', 0), n)}; best scale"
+                   + (f"s (tie): {_names(f'{b:g}' for b in best)}" if len(best) > 1 else f": {best[0]:g}") + ".")
+    d = docs.get("01_theory_checks") or {}
+    m = d.get("metrics") or {}
+    if "lemma1_violations" in m:
+        out.append(f"- Theory checks (01): Lemma 1 {m['lemma1_violations']} violations in {m.get('lemma1_certified')} "
+                   f"certified trials; Theorems 1 / 2: {m.get('theorem1_violations')} / {m.get('theorem2_violations')} "
+                   f"violations in {m.get('theorem1_certified')} / {m.get('theorem2_certified')} certified cases; "
+                   f"Theorem 3: {m.get('theorem3_violations')} violations.")
+    return out or ["- no results recorded"]
+
+
+def _headline_block(docs: dict, profile: str) -> list[str]:
+    d = docs.get("04_loss_ablation") or {}
+    tabs = {t.get("title"): t for t in d.get("tables") or []}
+    lines = [GENERATED.format(profile=profile), ""]
+    for title in ("Headline: learned α_θ vs constant α (95 % intervals)", "Headline: paired tests (McNemar, same images)"):
+        if title in tabs:
+            lines += [f"**{title}**", "", results.markdown_table(tabs[title]), ""]
+    if len(lines) == 2:
+        lines.append("No headline recorded.")
+    return lines
+
+
+def render(folder=None, profile: str = "default") -> dict[str, str]:
+    """Every README block's text (name -> markdown, without the markers) from the results in ``folder``
+    (default ``results/<profile>``)."""
+    folder = Path(folder) if folder else PROJECT / "results" / profile
+    docs = _docs(folder)
+    blocks = {"run": _run_block(folder, docs, profile), "headline": _headline_block(docs, profile)}
+    return {k: "\n".join(v).strip() for k, v in blocks.items()}
+
+
+def blocks(text: str) -> dict[str, str]:
+    """The generated blocks of a README text (name -> text between the markers, stripped)."""
+    out = {}
+    for m in re.finditer(r"<!-- results:([\w-]+):begin -->\n(.*?)\n?<!-- results:\1:end -->", text, flags=re.S):
+        out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def replace(text: str, rendered: dict[str, str]) -> str:
+    """``text`` with each block present in it replaced by ``rendered``'s."""
+    for name, body in rendered.items():
+        pat = re.compile(rf"({re.escape(begin(name))}\n).*?(\n?{re.escape(end(name))})", flags=re.S)
+        text = pat.sub(lambda m: f"{m.group(1)}{body}\n{end(name)}", text)
+    return text
+
+
+def update(readme=None, folder=None, profile: str = "default") -> bool:
+    """Rewrite README.md's generated blocks from the results in ``folder``; True when the file changed."""
+    from .checkpoint import atomic_write_bytes
+
+    readme = Path(readme) if readme else README
+    if not readme.exists():
+        return False
+    old = readme.read_text(encoding="utf-8")
+    new = replace(old, render(folder, profile))
+    if new != old:
+        atomic_write_bytes(readme, new.encode("utf-8"))
+    return new != old
