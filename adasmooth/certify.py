@@ -407,8 +407,11 @@ def radii_table(cert: Mapping[str, Mapping], key: Mapping[str, Mapping], radii) 
     def fmt(r):
         return "–" if r is None else f"{r:g}"
 
-    rows = [[label, bound, 100 * c["clean"], ("≥ " if key[bound]["beyond"][label] else "") + fmt(key[bound]["largest"][label]),
-             fmt(key[bound]["crossing"])] + [100 * float(v) for v in certified_accuracy(c[bound], c["h_correct"], rs)]
+    def largest(bound, label):
+        return ("≥ " if key[bound]["beyond"][label] else "") + fmt(key[bound]["largest"][label])
+
+    rows = [[label, bound, 100 * c["clean"], largest(bound, label), fmt(key[bound]["crossing"])]
+            + [100 * float(v) for v in certified_accuracy(c[bound], c["h_correct"], rs)]
             for label, c in cert.items() for bound in ("lip", "rs")]
     return table(["model", "bound", "clean %", "largest certified r", "crossing r (h^α over baseline)"]
                  + [f"r = {r:g}" for r in rs], rows)

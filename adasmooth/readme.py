@@ -136,7 +136,8 @@ def _highlights(docs: dict) -> list[str]:
         def cross(b):
             return f"r ≈ {b['crossing']:g}" if b["crossing"] is not None else "none"
 
-        out.append(f"- Fig. SM1 (03, n = {info['n']}, {m.get('n_samples')} noise draws): h^α at α = {m.get('alpha'):g} "
+        out.append(f"- Fig. SM1 (03, n = {info['n']}, {m.get('n_samples')} noise draws): "
+                   f"h^α at α = {m.get('alpha'):g} "
                    f"({_acc(m.get('clean_mix'), info['n'])} clean) against the baseline "
                    f"({_acc(m.get('clean_baseline'), info['n'])}); Lipschitz bound: crossing {cross(lip)}, largest "
                    f"certified radius h^α {lip['largest']['mix']:g} vs baseline {lip['largest']['base']:g}; RS bound: "
@@ -159,7 +160,8 @@ def _highlights(docs: dict) -> list[str]:
         n = per[0].get("n") or (d.get("metrics") or {}).get("n_eval")
         m = d.get("metrics") or {}
         best = verdicts.best_options({s["scale"]: s["full"] for s in per}, n)
-        out.append(f"- Table SM3 (05, n = {n}): " + "; ".join(f"scale {s['scale']:g}: {_acc(s['full'], n)}" for s in per)
+        out.append(f"- Table SM3 (05, n = {n}): "
+                   + "; ".join(f"scale {s['scale']:g}: {_acc(s['full'], n)}" for s in per)
                    + f"; the constant α {_acc(m.get('constant_pgd', 0), n)}; best scale"
                    + (f"s (tie): {_names(f'{b:g}' for b in best)}" if len(best) > 1 else f": {best[0]:g}") + ".")
     d = docs.get("01_theory_checks") or {}
@@ -176,7 +178,8 @@ def _headline_block(docs: dict, profile: str) -> list[str]:
     d = docs.get("04_loss_ablation") or {}
     tabs = {t.get("title"): t for t in d.get("tables") or []}
     lines = [GENERATED.format(profile=profile), ""]
-    for title in ("Headline: learned α_θ vs constant α (95 % intervals)", "Headline: paired tests (McNemar, same images)"):
+    for title in ("Headline: learned α_θ vs constant α (95 % intervals)",
+                  "Headline: paired tests (McNemar, same images)"):
         if title in tabs:
             lines += [f"**{title}**", "", results.markdown_table(tabs[title]), ""]
     if len(lines) == 2:

@@ -89,7 +89,8 @@ def caption(*, n: int, eps: float | None = None, norm: str | None = None, attack
         from .comparison import interval as clopper_pearson
 
         lo, hi = clopper_pearson(int(n) // 2, int(n))
-        parts.append(f"intervals: {interval}, not drawn (half-width up to {100 * (hi - lo) / 2:.1f} points at n = {int(n)})")
+        parts.append(f"intervals: {interval}, not drawn (half-width up to {100 * (hi - lo) / 2:.1f} points "
+                     f"at n = {int(n)})")
     if extra:
         parts.append(extra)
     return "; ".join(parts)

@@ -33,7 +33,8 @@ def test_the_results_section_quotes_the_summary_wall_time_and_verdict_counts():
     last = pipeline._last_run(summary.read_text(encoding="utf-8"))
     assert f"**{last['wall']:.0f} s of wall time" in run
     c = verdicts.counts(verdicts.from_folder(DEFAULT))
-    assert f"{c['reproduced']} reproduced, {c['not reproduced']} not reproduced, {c['inconclusive']} inconclusive" in run
+    counts = f"{c['reproduced']} reproduced, {c['not reproduced']} not reproduced, {c['inconclusive']} inconclusive"
+    assert counts in run
 
 
 def fake_results(folder: Path, wall: float, scale_acc: float):
