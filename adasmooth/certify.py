@@ -65,6 +65,14 @@ def _alphas(alpha, n: int, ref: torch.Tensor) -> torch.Tensor:
     return a
 
 
+def _check_failure_prob(failure_prob) -> None:
+    """The probability that a confidence bound fails (1 - its confidence level) must lie in (0, 1)."""
+    if (isinstance(failure_prob, bool) or not isinstance(failure_prob, (int, float, np.floating))
+            or not 0 < failure_prob < 1):
+        raise ValueError("failure_prob (the probability that the bound fails) must lie in (0, 1), "
+                         f"got {failure_prob!r}")
+
+
 def _positive(v, name: str) -> float:
     v = float(v)
     if not v > 0 or math.isinf(v):
@@ -81,8 +89,10 @@ def _top2(p: torch.Tensor):
 
 
 # ---- Lemma 1 ----------------------------------------------------------------------------------
-def margin(alpha):
-    """μ = (1-α)/α, the margin that h needs for h^α to keep h's prediction (∞ at α = 0)."""
+def required_margin(alpha):
+    """μ = (1-α)/α, the margin (in probability) that h needs for h^α to keep h's prediction (∞ at α = 0).
+
+    Not :func:`attacks.logit_margin` (z_y - max_{i≠y} z_i of one model's logits)."""
     check_alpha(alpha, "alpha")
     a = torch.as_tensor(alpha, dtype=torch.float64)
     mu = torch.where(a > 0, (1 - a) / torch.where(a > 0, a, torch.ones_like(a)), torch.full_like(a, math.inf))
@@ -104,7 +114,7 @@ def lemma1_certified(probs_h, alpha) -> torch.Tensor:
     """
     p = _probs(probs_h)
     a = _alphas(alpha, p.shape[0], p)
-    return (a >= 0.5) & has_margin(p, margin(a))
+    return (a >= 0.5) & has_margin(p, required_margin(a))
 
 
 # ---- Theorems 1 and 2 -------------------------------------------------------------------------
@@ -201,15 +211,15 @@ def theorem3_accuracy(g: Callable, h: Callable, inputs, y: torch.Tensor, *, batc
 
 
 # ---- randomized smoothing ---------------------------------------------------------------------
-def lower_confidence_bound(k, n: int, alpha: float) -> np.ndarray:
-    """One-sided (1-α) Clopper-Pearson lower bound on a binomial proportion: Beta⁻¹(α; k, n-k+1), 0 at k = 0."""
+def lower_confidence_bound(k, n: int, failure_prob: float) -> np.ndarray:
+    """One-sided (1-``failure_prob``) Clopper-Pearson lower bound on a binomial proportion:
+    Beta⁻¹(failure_prob; k, n-k+1), 0 at k = 0."""
     k = np.asarray(k, dtype=np.int64)
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    _check_failure_prob(failure_prob)
     if n < 1 or (k < 0).any() or (k > n).any():
         raise ValueError(f"counts must lie in [0, n] with n >= 1, got n={n}")
     with np.errstate(invalid="ignore"):
-        lo = beta_dist.ppf(alpha, k, n - k + 1)
+        lo = beta_dist.ppf(failure_prob, k, n - k + 1)
     return np.where(k == 0, 0.0, lo)
 
 
@@ -279,31 +289,29 @@ class Smooth:
         return s.double() / n
 
     # -- Cohen et al.'s PREDICT and CERTIFY
-    def predict(self, x: torch.Tensor, n: int, alpha: float, batch_size: int = 1000, *, seed: int = 0,
+    def predict(self, x: torch.Tensor, n: int, failure_prob: float, batch_size: int = 1000, *, seed: int = 0,
                 progress: bool = False) -> torch.Tensor:
         """PREDICT: the top class of n votes, or ABSTAIN (-1) where the two-sided binomial test of
-        its count against the runner-up's (p = 1/2) has p-value > α.  int64 (B,) on CPU."""
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+        its count against the runner-up's (p = 1/2) has p-value > ``failure_prob``.  int64 (B,) on CPU."""
+        _check_failure_prob(failure_prob)
         counts = self.sample(x, n, batch_size, seed=seed, progress=progress).cpu()
         top = counts.topk(2, dim=1)
         pred = top.indices[:, 0].clone()
         for i, (c1, c2) in enumerate(top.values.tolist()):
-            if binomtest(c1, c1 + c2, 0.5).pvalue > alpha:
+            if binomtest(c1, c1 + c2, 0.5).pvalue > failure_prob:
                 pred[i] = ABSTAIN
         return pred
 
-    def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int = 1000, *,
+    def certify(self, x: torch.Tensor, n0: int, n: int, failure_prob: float, batch_size: int = 1000, *,
                 seed: int = 0, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """CERTIFY: ĉ_A from n0 votes; p̲_A = Clopper-Pearson (1-α) lower bound of its count among n
-        fresh votes; returns (ĉ_A, σΦ⁻¹(p̲_A)), or (ABSTAIN, 0) where p̲_A < 1/2.  CPU int64 / float64 (B,)."""
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+        """CERTIFY: ĉ_A from n0 votes; p̲_A = Clopper-Pearson (1-``failure_prob``) lower bound of its count
+        among n fresh votes; returns (ĉ_A, σΦ⁻¹(p̲_A)), or (ABSTAIN, 0) where p̲_A < 1/2.  CPU int64 / float64 (B,)."""
+        _check_failure_prob(failure_prob)
         gen = generator(seed, self.device)
         c_a = self.sample(x, n0, batch_size, gen=gen, progress=progress).argmax(1)
         counts = self.sample(x, n, batch_size, gen=gen, progress=progress)
         n_a = counts.gather(1, c_a[:, None]).squeeze(1).cpu().numpy()
-        p_a = lower_confidence_bound(n_a, n, alpha)
+        p_a = lower_confidence_bound(n_a, n, failure_prob)
         ok = p_a >= 0.5
         pred = torch.where(torch.from_numpy(ok), c_a.cpu(), torch.full_like(c_a.cpu(), ABSTAIN))
         radius = torch.from_numpy(np.where(ok, self.sigma * norm.ppf(np.where(ok, p_a, 0.5)), 0.0))
@@ -359,12 +367,12 @@ def match_alpha(probs_g, probs_h, y, target: float, alphas=None) -> tuple[float,
     return float(grid[i]), float(accs[i])
 
 
-def bounded_probs(probs_h, n: int, failure: float = 0.001) -> torch.Tensor:
+def bounded_probs(probs_h, n: int, failure_prob: float = 0.001) -> torch.Tensor:
     """Sound stand-ins for Monte-Carlo estimates of h from n votes (Cohen et al.'s CERTIFY bound).
 
-    Row-wise: p̲_A = Clopper-Pearson (1-``failure``) lower bound of the top class's count, put at the
+    Row-wise: p̲_A = Clopper-Pearson (1-``failure_prob``) lower bound of the top class's count, put at the
     top class, and 1 - p̲_A (an upper bound for every other class, since they sum to ≤ 1 - h_A) at the
-    estimated runner-up; 0 elsewhere.  With probability ≥ 1 - failure, h_A ≥ p̲_A and h_i ≤ 1 - p̲_A,
+    estimated runner-up; 0 elsewhere.  With probability ≥ 1 - failure_prob, h_A ≥ p̲_A and h_i ≤ 1 - p̲_A,
     so Theorems 1 and 2 evaluated on these rows give valid, finite radii.  float64 (N, C).
     """
     p = _probs(probs_h)
@@ -373,11 +381,10 @@ def bounded_probs(probs_h, n: int, failure: float = 0.001) -> torch.Tensor:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n (noise draws per input) must be an int >= 1, got {n!r}")
     n = int(n)
-    if isinstance(failure, bool) or not isinstance(failure, (int, float, np.floating)) or not 0 < failure < 1:
-        raise ValueError(f"failure (the probability that the bound fails) must lie in (0, 1), got {failure!r}")
+    _check_failure_prob(failure_prob)
     top = p.topk(2, dim=1)
     k = torch.round(top.values[:, 0] * n).long().clamp(0, n).numpy()
-    lo = torch.from_numpy(lower_confidence_bound(k, n, failure)).to(p)
+    lo = torch.from_numpy(lower_confidence_bound(k, n, failure_prob)).to(p)
     out = torch.zeros_like(p)
     out.scatter_(1, top.indices[:, :1], lo[:, None])
     out.scatter_(1, top.indices[:, 1:2], (1 - lo)[:, None])
@@ -385,15 +392,18 @@ def bounded_probs(probs_h, n: int, failure: float = 0.001) -> torch.Tensor:
 
 
 def mixed_certificates(probs_g, probs_h, y, alpha, sigma: float, lip=None, *, n: int | None = None,
-                       failure: float = 0.001) -> dict:
+                       failure_prob: float = 0.001, failure: float | None = None) -> dict:
     """Fig. SM1's quantities for one α: h^α's clean accuracy, h's correctness, and the Theorem 1
     (``lip``, default √(2/π)/σ) and Theorem 2 radii, set to 0 where h is wrong.
 
     ``n=None`` plugs the estimates of h into the theorems (as the paper's Fig. SM1 does; at α = 1
     a unanimous vote gets r = ∞).  With ``n`` (the number of votes behind ``probs_h``) the radii use
     :func:`bounded_probs` instead: certificates that hold with probability ≥ 1 - ``failure``, and 0
-    wherever p̲_A ≤ 1/2.
+    wherever p̲_A ≤ 1/2.  ``failure`` is the old name of ``failure_prob``, kept only for
+    notebooks/03_certified_radii.ipynb (``dict(n=..., failure=...)``); new code passes ``failure_prob``.
     """
+    if failure is not None:
+        failure_prob = failure
     y = torch.as_tensor(y).cpu()
     ph = _probs(probs_h)
     h_ok = ph.argmax(1).cpu() == y
@@ -401,7 +411,7 @@ def mixed_certificates(probs_g, probs_h, y, alpha, sigma: float, lip=None, *, n:
     zero = torch.zeros(len(y), dtype=torch.float64)
     pc = ph
     if n is not None:
-        pc = bounded_probs(ph, n, failure)
+        pc = bounded_probs(ph, n, failure_prob)
         h_ok = h_ok & (pc.gather(1, ph.argmax(1, keepdim=True)).squeeze(1) > 0.5).cpu()  # p̲_A > 1/2
     return {"clean": mixed_accuracy(probs_g, ph, y, alpha), "h_correct": h_ok,
             "lip": torch.where(h_ok, lipschitz_radius(pc, alpha, lip).cpu(), zero),
