@@ -42,7 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checkpoint, data, zoo
-from .attacks import LOSSES, apgd_targeted, attack_loss, pgd
+from .attacks import apgd_targeted, attack_loss, loss_name, pgd
 from .mixing import check_alpha, mix_log_probs
 from .mixing_net import MixingNetwork, for_models, full_range
 from .runtime import batches, generator, get_device, progress_bar, seed_everything
@@ -165,14 +165,6 @@ class _AlphaTermAttack:
         return (1 - w) * base + w * bce
 
 
-def _loss_name(loss: str) -> str:
-    if loss == "margin":
-        return "cw"
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {('margin',) + LOSSES}, got {loss!r}")
-    return loss
-
-
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module):
     was = model.training
@@ -213,7 +205,7 @@ def training_attack(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
     if not losses:
         raise ValueError("losses must name at least one attack loss")
     base = losses[int(torch.randint(0, len(losses), (1,), generator=gen).item())] if len(losses) > 1 else losses[0]
-    adapter = _AlphaTermAttack(model, _loss_name(base), w.to(x.device))
+    adapter = _AlphaTermAttack(model, loss_name(base), w.to(x.device))
     with _eval_mode(model), full_range(model.net), model.threat("full"):
         return pgd(adapter, x, y, eps=eps_i.to(x.device, x.dtype), steps=steps, norm=norm,
                    step_size=(step_factor * eps_i / steps).to(x.device, x.dtype),
@@ -235,7 +227,7 @@ def attack_adaptive(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
     if not 0 <= alpha_weight <= 1:
         raise ValueError(f"alpha_weight must lie in [0, 1], got {alpha_weight}")
     w = float(alpha_weight) if threat == "full" else 0.0
-    adapter = _AlphaTermAttack(model, _loss_name(loss), w)
+    adapter = _AlphaTermAttack(model, loss_name(loss), w)
     with _eval_mode(model), model.threat(threat):
         return pgd(adapter, x, y, eps=eps, steps=steps, norm=norm, step_size=step_size,
                    random_start=random_start, loss=adapter.loss, seed=seed, batch_size=batch_size,
@@ -394,7 +386,7 @@ class MixingConfig:
             raise ValueError(f"w_max must lie in [0, 1], got {self.w_max}")
         self.attack_losses = tuple(self.attack_losses)
         for loss in self.attack_losses or ("",):
-            _loss_name(loss)  # ValueError naming the allowed losses
+            loss_name(loss)  # ValueError naming the allowed losses
         if not 0 <= self.momentum_max < 1:
             raise ValueError(f"momentum_max must lie in [0, 1), got {self.momentum_max}")
         if self.split not in ("train", "fit"):

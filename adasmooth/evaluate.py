@@ -168,7 +168,7 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
                   batch_size=batch_size)
     apgd = dict(eps=eps, norm=norm, n_iter=apgd_iter, seed=seed, batch_size=batch_size)
     direct = {"pgd_ce": partial(pgd, loss="ce", **common), "pgd_dlr": partial(pgd, loss="dlr", **common),
-              "pgd_cw": partial(pgd, loss="cw", **common),
+              "pgd_cw": partial(pgd, loss="margin", **common),
               "pgd_t": partial(pgd_targeted, n_targets=n_targets, loss="dlr", **common),
               "apgd_ce": partial(autoattack, attacks=("apgd-ce",), **apgd),
               "apgd_t": partial(apgd_targeted, n_targets=n_targets, **apgd)}

@@ -1,5 +1,8 @@
-"""A 2-D toy problem where the certified regions of h^α can be drawn, and numerical checks of the
-supplement's Lemma 1 and Theorems 1-3 (violations are counted; the theory says there are none).
+"""The theory made checkable: a 2-D toy problem where the certified regions of h^α can be drawn, and
+numerical checks of the supplement's Lemma 1 and Theorems 1-3 (violations are counted; the theory says
+there are none).  The formulas themselves live in :mod:`adasmooth.certify`; this module holds the toy
+data (:func:`sample`, :func:`grid`), the toy g and h (:class:`WigglyCenters`, :class:`SmoothedStrips`)
+and the checks (:func:`lemma1_violations`, :func:`radius_violations`, :func:`theorem3_violations`).
 
 Points x ∈ [0, 1]² are stored as tensors of shape (N, 1, 1, 2) (one-pixel-high images), so that
 every adasmooth function written for image batches (MixedClassifier, pgd) applies unchanged.
@@ -152,7 +155,7 @@ def radius_violations(g: nn.Module, h: SmoothedStrips, x: torch.Tensor, alpha: f
         with torch.no_grad():
             bad |= mix(xs + as_images(d)).argmax(1) != y
     if pgd_steps:
-        adv = pgd(mix, xs, y, eps=r, steps=pgd_steps, norm="l2", loss="cw", random_start=True, seed=seed)
+        adv = pgd(mix, xs, y, eps=r, steps=pgd_steps, norm="l2", loss="margin", random_start=True, seed=seed)
         with torch.no_grad():
             bad |= mix(adv).argmax(1) != y
     return {"alpha": alpha, "points": len(x), "certified": n, "violations": int(bad.sum()),

@@ -311,7 +311,7 @@ def pgd_per_input(model, x, y, *, eps: float, steps: int, norm: str = "linf", st
                   restarts: int = 1, chunk_size: int = 100, seed: int = 0, progress: bool = False) -> dict:
     """Sharded PGD: per input, ``clean`` / ``robust`` correctness and the adversarial margin
     z_y - max_{i≠y} z_i of ``model`` at the PGD point (inputs in order, on every rank)."""
-    from ..attacks import margin, pgd
+    from ..attacks import logit_margin, pgd
 
     dev = next(model.parameters()).device
 
@@ -322,6 +322,6 @@ def pgd_per_input(model, x, y, *, eps: float, steps: int, norm: str = "linf", st
         with torch.no_grad():
             z_clean, z_adv = model(xb), model(adv)
         return {"clean": (z_clean.argmax(1) == yb).cpu(), "robust": (z_adv.argmax(1) == yb).cpu(),
-                "margin": margin(z_adv.float(), yb).cpu()}
+                "margin": logit_margin(z_adv.float(), yb).cpu()}
 
     return sharded_map(one_chunk, x, y, chunk_size=chunk_size, seed=seed, progress=progress)
