@@ -45,7 +45,7 @@ from . import checkpoint, data, zoo
 from .attacks import apgd_targeted, attack_loss, loss_name, pgd
 from .mixing import check_alpha, mix_log_probs
 from .mixing_net import MixingNetwork, for_models, full_range
-from .runtime import batches, generator, get_device, progress_bar, seed_everything
+from .runtime import __version__, batches, generator, get_device, progress_bar, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -580,7 +580,7 @@ def get_mixing_network(g_name: str, h_name: str, config: MixingConfig | None = N
                 "final_loss": hist["loss"][-1], "first_loss": hist["loss"][0],
                 "curve": training_curve(hist),
                 "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                             "python": platform.python_version(), "adasmooth": zoo.__version__},
+                             "python": platform.python_version(), "adasmooth": __version__},
                 "device": str(device), "threads": torch.get_num_threads()}
         checkpoint.save(s, {k: v.detach().cpu() for k, v in model.net.state_dict().items()}, meta)
         checkpoint.remove(state_path)

@@ -7,7 +7,9 @@ gradient of the global batch mean.  Evaluation (attacks, certification) shards t
 ranks in fixed chunks of ``chunk_size`` inputs (chunk k always gets seed ``seed + k``) and gathers
 the per-input results in input order: any world size returns what one process returns.
 
-The command line is in ``adasmooth/distributed/__main__.py``.
+The command line is in ``adasmooth/distributed/__main__.py``: an entry point, the only part of
+this package that uses the zoo; the package itself imports nothing above runtime and attacks, so
+the zoo and the trainer can import it.
 """
 from __future__ import annotations
 
