@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from . import checkpoint, data, zoo
 from .attacks import apgd_targeted, attack_loss, loss_name, pgd
+from .calibration import Calibration, bisect_to_accuracy, check_target  # noqa: F401  (Calibration: re-exported)
 from .mixing import check_alpha, mix_log_probs
 from .mixing_net import MixingNetwork, for_models, full_range
 from .runtime import __version__, batches, generator, get_device, progress_bar, seed_everything
@@ -597,58 +598,12 @@ def get_mixing_network(g_name: str, h_name: str, config: MixingConfig | None = N
 # ---------------------------------------------------------------------------------------------
 # Calibration
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class Calibration:
-    """Result of a calibration: the parameter ``value`` (shift or α) and the accuracy it gives."""
-
-    value: float
-    accuracy: float
-    target: float
-    n: int
-    within_tol: bool
-    iterations: int
-
-
 @torch.no_grad()
 def _log_probs(model, x, device, batch_size):
     out = []
     for sl in batches(len(x), batch_size):
         out.append(F.log_softmax(model(x[sl].to(device)).float(), 1))
     return torch.cat(out)
-
-
-def _bisect(acc_fn, lo: float, hi: float, target: float, tol: float, n: int, max_iter: int,
-            what: str, ends: str) -> Calibration:
-    """Find v in [lo, hi] with acc_fn(v) ≈ target, acc_fn monotone; closest achievable otherwise."""
-    a_lo, a_hi = acc_fn(lo), acc_fn(hi)
-    if not (min(a_lo, a_hi) - tol <= target <= max(a_lo, a_hi) + tol):
-        raise ValueError(f"target_clean_acc={target:.4f} is out of reach: {what} spans clean accuracies "
-                         f"[{min(a_lo, a_hi):.4f}, {max(a_lo, a_hi):.4f}] ({ends})")
-    best = min(((abs(a_lo - target), lo, a_lo), (abs(a_hi - target), hi, a_hi)))
-    decreasing = a_hi < a_lo
-    it = 0
-    while best[0] > tol and it < max_iter and hi - lo > 1e-9 * max(1.0, abs(lo) + abs(hi)):
-        it += 1
-        mid = 0.5 * (lo + hi)
-        a = acc_fn(mid)
-        best = min(best, (abs(a - target), mid, a))
-        if (a > target) == decreasing:
-            lo = mid
-        else:
-            hi = mid
-    err, value, acc = best
-    if err > tol:
-        log.warning("%s: closest achievable clean accuracy %.4f for target %.4f (n=%d: steps of %.4f)",
-                    what, acc, target, n, 1 / n)
-    return Calibration(value=float(value), accuracy=float(acc), target=target, n=n, within_tol=err <= tol,
-                       iterations=it)
-
-
-def _check_target(target, tol):
-    if not 0 <= target <= 1:
-        raise ValueError(f"target_clean_acc must lie in [0, 1], got {target}")
-    if tol < 0:
-        raise ValueError(f"tol must be >= 0, got {tol}")
 
 
 @torch.no_grad()
@@ -676,7 +631,7 @@ def calibrate_shift(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
     multiples of 1/n, so when none lies within ``tol`` the closest one is used
     (``within_tol=False``).  The shift is set on ``model.net`` and the result returned.
     """
-    _check_target(target_clean_acc, tol)
+    check_target(target_clean_acc, tol)
     device = get_device(device)
     model = model.to(device).eval()
     y = y.to(device)
@@ -690,7 +645,7 @@ def calibrate_shift(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
 
     # σ(±60) is 0 / 1 in float32: the ends give α_min and α_max for every input
     span = 60.0 + float(net.scale) * float(z.abs().max())
-    res = _bisect(acc, -span, span, float(target_clean_acc), tol, len(y), max_iter, "the head's shift",
+    res = bisect_to_accuracy(acc, -span, span, float(target_clean_acc), tol, len(y), max_iter, "the head's shift",
                   f"α_min={amin:g} .. α_max={amax:g}")
     net.set_head(shift=res.value)
     return res
@@ -701,7 +656,7 @@ def calibrate_constant_alpha(g: nn.Module, h: nn.Module, x: torch.Tensor, y: tor
                              device=None) -> Calibration:
     """The constant α ∈ [0, 1] at which h^α on (x, y) has clean accuracy ``target_clean_acc``
     (same rules as :func:`calibrate_shift`; ``value`` is α)."""
-    _check_target(target_clean_acc, tol)
+    check_target(target_clean_acc, tol)
     device = get_device(device)
     g, h = g.to(device).eval(), h.to(device).eval()
     y = y.to(device)
@@ -710,7 +665,7 @@ def calibrate_constant_alpha(g: nn.Module, h: nn.Module, x: torch.Tensor, y: tor
     def acc(alpha):
         return (mix_log_probs(lg, lh, alpha).argmax(1) == y).double().mean().item()
 
-    res = _bisect(acc, 0.0, 1.0, float(target_clean_acc), tol, len(y), max_iter, "constant α",
+    res = bisect_to_accuracy(acc, 0.0, 1.0, float(target_clean_acc), tol, len(y), max_iter, "constant α",
                   "α = 0 .. 1")
     check_alpha(res.value, "alpha")
     return res

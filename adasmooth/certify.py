@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from scipy.stats import beta as beta_dist
 from scipy.stats import binomtest, norm
 
+from .calibration import grid_to_accuracy
 from .mixing import check_alpha, mix_log_probs
 from .runtime import batches, generator, get_device, progress_bar
 
@@ -185,12 +186,15 @@ def oracle_correct(logits_g: torch.Tensor, logits_h: torch.Tensor, y: torch.Tens
 
 @torch.no_grad()
 def theorem3_accuracy(g: Callable, h: Callable, inputs, y: torch.Tensor, *, batch_size: int = 500) -> dict:
-    """Accuracy of g, h and the oracle mix under a given attack.
+    """Accuracy of g, h and the oracle mix under a given attack: Theorem 3 evaluated (its one home;
+    :func:`adasmooth.theory.theorem3_violations` reads ``per_set`` from here).
 
     ``inputs`` is a tensor or a mapping name -> tensor of perturbed inputs (e.g. the clean images
     and the adversarial examples crafted against each model), all aligned with ``y``.  An input
     counts as correct for a model when it is classified right in every set (the worst case over
-    the given attacks).  Returns ``{"g", "h", "oracle"}`` accuracies and ``"per_set"`` accuracies.
+    the given attacks).  Returns ``{"g", "h", "oracle"}`` accuracies and ``"per_set"``: per set, the
+    accuracies and ``"violations"``, the inputs where g or h is right but the oracle is not (the
+    theorem says 0).
     """
     sets = {"inputs": inputs} if torch.is_tensor(inputs) else dict(inputs)
     if not sets:
@@ -203,7 +207,8 @@ def theorem3_accuracy(g: Callable, h: Callable, inputs, y: torch.Tensor, *, batc
         for sl in batches(len(y), batch_size):
             parts.append(oracle_correct(g(xs[sl]), h(xs[sl]), y[sl]))
         ok = {k: torch.cat([p[k] for p in parts]) for k in ("g", "h", "oracle")}
-        per_set[name] = {k: v.double().mean().item() for k, v in ok.items()}
+        per_set[name] = {k: int(v.sum()) / len(y) for k, v in ok.items()}
+        per_set[name]["violations"] = int(((ok["g"] | ok["h"]) & ~ok["oracle"]).sum())
         worst = ok if worst is None else {k: worst[k] & ok[k] for k in ok}
     out = {k: v.double().mean().item() for k, v in worst.items()}
     out["per_set"] = per_set
@@ -355,16 +360,13 @@ def mixed_accuracy(probs_g, probs_h, y, alpha) -> float:
 def match_alpha(probs_g, probs_h, y, target: float, alphas=None) -> tuple[float, float]:
     """The α (on a grid, default 1001 points of [0, 1]) whose h^α clean accuracy is closest to
     ``target`` (Fig. SM1 matches a baseline RS model's); ties go to the largest α (most robust).
-    Returns (α, accuracy)."""
+    Returns (α, accuracy).  A grid search (:func:`calibration.grid_to_accuracy`), not the bisection
+    the other calibrations use: notebook 03's recorded α comes from this grid."""
     if not 0 <= target <= 1:
         raise ValueError(f"target must lie in [0, 1], got {target}")
     grid = np.linspace(0, 1, 1001) if alphas is None else np.asarray(alphas, dtype=np.float64)
     check_alpha(torch.as_tensor(grid), "alphas")
-    accs = np.array([mixed_accuracy(probs_g, probs_h, y, float(a)) for a in grid])
-    gap = np.abs(accs - target)
-    best = np.flatnonzero(gap <= gap.min() + 1e-12)
-    i = best[np.argmax(grid[best])]
-    return float(grid[i]), float(accs[i])
+    return grid_to_accuracy(lambda a: mixed_accuracy(probs_g, probs_h, y, a), grid, target)
 
 
 def bounded_probs(probs_h, n: int, failure_prob: float = 0.001) -> torch.Tensor:

@@ -165,15 +165,8 @@ def radius_violations(g: nn.Module, h: SmoothedStrips, x: torch.Tensor, alpha: f
 @torch.no_grad()
 def theorem3_violations(g, h, sets: dict, y: torch.Tensor, batch_size: int = 500) -> dict:
     """Theorem 3 per input: the oracle mix (α = 0 where g is right, else 1) must be right wherever g or h
-    is.  ``sets`` maps a name to inputs aligned with ``y`` (clean images, attacks on g, on h, ...)."""
-    out = {}
-    for name, xs in sets.items():
-        viol, n_g, n_h, n_o = 0, 0, 0, 0
-        for i in range(0, len(y), batch_size):
-            xb, yb = xs[i:i + batch_size], y[i:i + batch_size]
-            ok = certify.oracle_correct(g(xb), h(xb), yb)
-            viol += int(((ok["g"] | ok["h"]) & ~ok["oracle"]).sum())
-            n_g, n_h, n_o = n_g + int(ok["g"].sum()), n_h + int(ok["h"].sum()), n_o + int(ok["oracle"].sum())
-        out[name] = {"g": n_g / len(y), "h": n_h / len(y), "oracle": n_o / len(y), "violations": viol}
-    return out
+    is.  ``sets`` maps a name to inputs aligned with ``y`` (clean images, attacks on g, on h, ...).
+    Returns, per set, g's, h's and the oracle's accuracy and the violations: the ``per_set`` part of
+    :func:`certify.theorem3_accuracy`, where the theorem is evaluated."""
+    return certify.theorem3_accuracy(g, h, sets, y, batch_size=batch_size)["per_set"]
 
