@@ -2,7 +2,7 @@
 import logging
 
 from .mixing import MixedClassifier
-from .zoo import __version__
+from .runtime import __version__
 from .mixing_net import MixingNetwork
 from .adaptive import AdaptiveMixedClassifier
 

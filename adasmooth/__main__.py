@@ -8,9 +8,9 @@ from pathlib import Path
 
 
 def _zoo_list(args) -> int:
-    from . import zoo
+    from . import results, zoo
 
-    print(zoo.format_table(zoo.table(root=args.cache, dataset=None if args.all_datasets else "fashion-mnist",
+    print(results.format_zoo_table(zoo.table(root=args.cache, dataset=None if args.all_datasets else "fashion-mnist",
                                      overrides=_overrides(args))))
     return 0
 
@@ -27,7 +27,7 @@ def _overrides(args):
 
 
 def _zoo_train(args) -> int:
-    from . import checkpoint, zoo
+    from . import checkpoint, results, zoo
 
     ov = _overrides(args)
 
@@ -66,7 +66,7 @@ def _zoo_train(args) -> int:
         zoo.train_many([r.g, r.h], overrides=ov, root=args.cache, device=args.device, jobs=1, progress=args.progress)
         m = learned.train(n, root=args.cache, base_overrides=ov, device=args.device, progress=args.progress)
         print(f"{n}: head {m.metadata['head']['val']}")
-    print(zoo.format_table(zoo.table(root=args.cache, overrides=ov)))
+    print(results.format_zoo_table(zoo.table(root=args.cache, overrides=ov)))
     return 0
 
 

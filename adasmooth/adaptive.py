@@ -42,10 +42,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checkpoint, data, zoo
-from .attacks import LOSSES, apgd_targeted, attack_loss, pgd
+from .attacks import apgd_targeted, attack_loss, loss_name, pgd
+from .calibration import Calibration, bisect_to_accuracy, check_target  # noqa: F401  (Calibration: re-exported)
 from .mixing import check_alpha, mix_log_probs
 from .mixing_net import MixingNetwork, for_models, full_range
-from .runtime import batches, generator, get_device, progress_bar, seed_everything
+from .runtime import __version__, batches, generator, get_device, progress_bar, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -165,14 +166,6 @@ class _AlphaTermAttack:
         return (1 - w) * base + w * bce
 
 
-def _loss_name(loss: str) -> str:
-    if loss == "margin":
-        return "cw"
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {('margin',) + LOSSES}, got {loss!r}")
-    return loss
-
-
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module):
     was = model.training
@@ -213,7 +206,7 @@ def training_attack(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
     if not losses:
         raise ValueError("losses must name at least one attack loss")
     base = losses[int(torch.randint(0, len(losses), (1,), generator=gen).item())] if len(losses) > 1 else losses[0]
-    adapter = _AlphaTermAttack(model, _loss_name(base), w.to(x.device))
+    adapter = _AlphaTermAttack(model, loss_name(base), w.to(x.device))
     with _eval_mode(model), full_range(model.net), model.threat("full"):
         return pgd(adapter, x, y, eps=eps_i.to(x.device, x.dtype), steps=steps, norm=norm,
                    step_size=(step_factor * eps_i / steps).to(x.device, x.dtype),
@@ -235,7 +228,7 @@ def attack_adaptive(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
     if not 0 <= alpha_weight <= 1:
         raise ValueError(f"alpha_weight must lie in [0, 1], got {alpha_weight}")
     w = float(alpha_weight) if threat == "full" else 0.0
-    adapter = _AlphaTermAttack(model, _loss_name(loss), w)
+    adapter = _AlphaTermAttack(model, loss_name(loss), w)
     with _eval_mode(model), model.threat(threat):
         return pgd(adapter, x, y, eps=eps, steps=steps, norm=norm, step_size=step_size,
                    random_start=random_start, loss=adapter.loss, seed=seed, batch_size=batch_size,
@@ -394,7 +387,7 @@ class MixingConfig:
             raise ValueError(f"w_max must lie in [0, 1], got {self.w_max}")
         self.attack_losses = tuple(self.attack_losses)
         for loss in self.attack_losses or ("",):
-            _loss_name(loss)  # ValueError naming the allowed losses
+            loss_name(loss)  # ValueError naming the allowed losses
         if not 0 <= self.momentum_max < 1:
             raise ValueError(f"momentum_max must lie in [0, 1), got {self.momentum_max}")
         if self.split not in ("train", "fit"):
@@ -588,7 +581,7 @@ def get_mixing_network(g_name: str, h_name: str, config: MixingConfig | None = N
                 "final_loss": hist["loss"][-1], "first_loss": hist["loss"][0],
                 "curve": training_curve(hist),
                 "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                             "python": platform.python_version(), "adasmooth": zoo.__version__},
+                             "python": platform.python_version(), "adasmooth": __version__},
                 "device": str(device), "threads": torch.get_num_threads()}
         checkpoint.save(s, {k: v.detach().cpu() for k, v in model.net.state_dict().items()}, meta)
         checkpoint.remove(state_path)
@@ -605,58 +598,12 @@ def get_mixing_network(g_name: str, h_name: str, config: MixingConfig | None = N
 # ---------------------------------------------------------------------------------------------
 # Calibration
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class Calibration:
-    """Result of a calibration: the parameter ``value`` (shift or α) and the accuracy it gives."""
-
-    value: float
-    accuracy: float
-    target: float
-    n: int
-    within_tol: bool
-    iterations: int
-
-
 @torch.no_grad()
 def _log_probs(model, x, device, batch_size):
     out = []
     for sl in batches(len(x), batch_size):
         out.append(F.log_softmax(model(x[sl].to(device)).float(), 1))
     return torch.cat(out)
-
-
-def _bisect(acc_fn, lo: float, hi: float, target: float, tol: float, n: int, max_iter: int,
-            what: str, ends: str) -> Calibration:
-    """Find v in [lo, hi] with acc_fn(v) ≈ target, acc_fn monotone; closest achievable otherwise."""
-    a_lo, a_hi = acc_fn(lo), acc_fn(hi)
-    if not (min(a_lo, a_hi) - tol <= target <= max(a_lo, a_hi) + tol):
-        raise ValueError(f"target_clean_acc={target:.4f} is out of reach: {what} spans clean accuracies "
-                         f"[{min(a_lo, a_hi):.4f}, {max(a_lo, a_hi):.4f}] ({ends})")
-    best = min(((abs(a_lo - target), lo, a_lo), (abs(a_hi - target), hi, a_hi)))
-    decreasing = a_hi < a_lo
-    it = 0
-    while best[0] > tol and it < max_iter and hi - lo > 1e-9 * max(1.0, abs(lo) + abs(hi)):
-        it += 1
-        mid = 0.5 * (lo + hi)
-        a = acc_fn(mid)
-        best = min(best, (abs(a - target), mid, a))
-        if (a > target) == decreasing:
-            lo = mid
-        else:
-            hi = mid
-    err, value, acc = best
-    if err > tol:
-        log.warning("%s: closest achievable clean accuracy %.4f for target %.4f (n=%d: steps of %.4f)",
-                    what, acc, target, n, 1 / n)
-    return Calibration(value=float(value), accuracy=float(acc), target=target, n=n, within_tol=err <= tol,
-                       iterations=it)
-
-
-def _check_target(target, tol):
-    if not 0 <= target <= 1:
-        raise ValueError(f"target_clean_acc must lie in [0, 1], got {target}")
-    if tol < 0:
-        raise ValueError(f"tol must be >= 0, got {tol}")
 
 
 @torch.no_grad()
@@ -684,7 +631,7 @@ def calibrate_shift(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
     multiples of 1/n, so when none lies within ``tol`` the closest one is used
     (``within_tol=False``).  The shift is set on ``model.net`` and the result returned.
     """
-    _check_target(target_clean_acc, tol)
+    check_target(target_clean_acc, tol)
     device = get_device(device)
     model = model.to(device).eval()
     y = y.to(device)
@@ -698,7 +645,7 @@ def calibrate_shift(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
 
     # σ(±60) is 0 / 1 in float32: the ends give α_min and α_max for every input
     span = 60.0 + float(net.scale) * float(z.abs().max())
-    res = _bisect(acc, -span, span, float(target_clean_acc), tol, len(y), max_iter, "the head's shift",
+    res = bisect_to_accuracy(acc, -span, span, float(target_clean_acc), tol, len(y), max_iter, "the head's shift",
                   f"α_min={amin:g} .. α_max={amax:g}")
     net.set_head(shift=res.value)
     return res
@@ -709,7 +656,7 @@ def calibrate_constant_alpha(g: nn.Module, h: nn.Module, x: torch.Tensor, y: tor
                              device=None) -> Calibration:
     """The constant α ∈ [0, 1] at which h^α on (x, y) has clean accuracy ``target_clean_acc``
     (same rules as :func:`calibrate_shift`; ``value`` is α)."""
-    _check_target(target_clean_acc, tol)
+    check_target(target_clean_acc, tol)
     device = get_device(device)
     g, h = g.to(device).eval(), h.to(device).eval()
     y = y.to(device)
@@ -718,7 +665,7 @@ def calibrate_constant_alpha(g: nn.Module, h: nn.Module, x: torch.Tensor, y: tor
     def acc(alpha):
         return (mix_log_probs(lg, lh, alpha).argmax(1) == y).double().mean().item()
 
-    res = _bisect(acc, 0.0, 1.0, float(target_clean_acc), tol, len(y), max_iter, "constant α",
+    res = bisect_to_accuracy(acc, 0.0, 1.0, float(target_clean_acc), tol, len(y), max_iter, "constant α",
                   "α = 0 .. 1")
     check_alpha(res.value, "alpha")
     return res

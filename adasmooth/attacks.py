@@ -25,11 +25,26 @@ from .runtime import batches, generator, progress_bar
 log = logging.getLogger(__name__)
 
 NORMS = ("linf", "l2")
-LOSSES = ("ce", "dlr", "cw")
+LOSSES = ("ce", "dlr", "margin")
+LOSS_ALIASES = {"cw": "margin"}  # the Carlini-Wagner margin loss under its other name
 
 
-def margin(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """z_y - max_{i≠y} z_i, per sample."""
+def loss_name(name: str) -> str:
+    """The canonical name of an attack loss (one of :data:`LOSSES`; ``"cw"`` is read as ``"margin"``).
+
+    The one place that parses loss names: :func:`attack_loss` and the adaptive attacks and trainer
+    (:mod:`adasmooth.adaptive`) all go through it.  ValueError for anything else.
+    """
+    name = LOSS_ALIASES.get(name, name) if isinstance(name, str) else name
+    if name not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES} (or {tuple(LOSS_ALIASES)}), got {name!r}")
+    return name
+
+
+def logit_margin(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """z_y - max_{i≠y} z_i, per sample: how far the true class leads (< 0 where the model is wrong).
+
+    Not :func:`certify.required_margin` (the probability margin μ = (1-α)/α of Lemma 1)."""
     zy = z.gather(1, y[:, None]).squeeze(1)
     other = z.clone()
     other.scatter_(1, y[:, None], float("-inf"))
@@ -40,25 +55,25 @@ def attack_loss(name: str | Callable, z: torch.Tensor, y: torch.Tensor, targeted
     """Per-sample loss that the attacker *maximises*.
 
     ``ce``: cross-entropy (targeted: minus the CE to the target);
-    ``cw``: max_{i≠y} z_i - z_y (targeted: z_t - max_{i≠t} z_i);
+    ``margin`` (Carlini-Wagner, also accepted as ``cw``): max_{i≠y} z_i - z_y (targeted: z_t - max_{i≠t} z_i);
     ``dlr``: -(z_y - max_{i≠y} z_i) / (z_π1 - z_π3) (Croce & Hein 2020; targeted:
     -(z_y - z_t) / (z_π1 - (z_π3 + z_π4)/2), y then the true label and t the target).
     A callable ``f(z, y) -> per-sample loss`` is used as is.
     """
     if callable(name):
         return name(z, y)
+    name = loss_name(name)
     if name == "ce":
         ce = F.cross_entropy(z, y, reduction="none")
         return -ce if targeted else ce
-    if name == "cw":
-        return margin(z, y) if targeted else -margin(z, y)
+    if name == "margin":
+        return logit_margin(z, y) if targeted else -logit_margin(z, y)
     if name == "dlr":
         zs = z.sort(1, descending=True).values
         if not targeted:
-            return -margin(z, y) / (zs[:, 0] - zs[:, 2] + 1e-12)
+            return -logit_margin(z, y) / (zs[:, 0] - zs[:, 2] + 1e-12)
         raise ValueError("loss='dlr' with targeted=True needs the true label as well as the target: "
                          "use pgd_targeted (or a callable built on dlr_targeted_loss)")
-    raise ValueError(f"loss must be one of {LOSSES} or a callable, got {name!r}")
 
 
 def dlr_targeted_loss(z: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -269,7 +284,7 @@ def pgd_targeted(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps, step
         if not 1 <= n_targets <= k:
             raise ValueError(f"n_targets must be in [1, {k}] for {k + 1} classes, got {n_targets}")
         ranked = z0.scatter(1, yb[:, None], float("-inf")).argsort(1, descending=True)
-        best, best_m = xb.clone(), margin(z0, yb)
+        best, best_m = xb.clone(), logit_margin(z0, yb)
         done = best_m < 0
         for r in range(n_targets):
             todo = (~done).nonzero().flatten()
@@ -281,7 +296,7 @@ def pgd_targeted(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps, step
                       step_size=None if step_t is None else step_t[sl][todo],
                       random_start=random_start, loss=fn, targeted=True, seed=seed + r)
             with torch.no_grad():
-                m = margin(model(adv), yt)
+                m = logit_margin(model(adv), yt)
             better = (m < 0) | (m < best_m[todo])
             best[todo[better]], best_m[todo[better]] = adv[better], m[better]
             done[todo[m < 0]] = True

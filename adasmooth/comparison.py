@@ -216,7 +216,7 @@ def attack_set(model, budget: Budget) -> dict:
         out.update({f"pgd-{loss}/detached": _with_alpha_term(model, loss, 0.0, "detached", budget)
                     for loss in ("ce", "margin")})
     else:
-        out = {f"pgd-{loss}": _pgd_on(model, "cw" if loss == "margin" else loss, budget) for loss in ("ce", "margin")}
+        out = {f"pgd-{loss}": _pgd_on(model, loss, budget) for loss in ("ce", "margin")}
     out["transfer/g"] = _transfer(model.g, budget)
     out["transfer/h"] = _transfer(model.h, budget)
     if adaptive:

@@ -1,4 +1,6 @@
-"""Reading trade-off curves: per-option series, the value between two grid points, the area under a curve.
+"""Trade-off curve arithmetic: per-option series (:func:`by_option`), the value between two grid points
+(:func:`interpolate`, :func:`bracket`), the area under a curve (:func:`area`) and the clean-accuracy
+range that several curves share (:func:`common_range`).
 
 A trade-off curve is the list of rows of :func:`adasmooth.evaluate.tradeoff_curve` (one row per
 option and α, with ``clean`` and ``attacked`` accuracy).  The area under the attacked-vs-clean

@@ -20,7 +20,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, data
 from .attacks import NORMS, apgd_targeted, autoattack, pgd, pgd_targeted, predict, worst_case
 from .mixing import MixedClassifier, check_alpha, dual_norm_of
 from .runtime import batches, get_device, progress_bar
@@ -168,7 +168,7 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
                   batch_size=batch_size)
     apgd = dict(eps=eps, norm=norm, n_iter=apgd_iter, seed=seed, batch_size=batch_size)
     direct = {"pgd_ce": partial(pgd, loss="ce", **common), "pgd_dlr": partial(pgd, loss="dlr", **common),
-              "pgd_cw": partial(pgd, loss="cw", **common),
+              "pgd_cw": partial(pgd, loss="margin", **common),
               "pgd_t": partial(pgd_targeted, n_targets=n_targets, loss="dlr", **common),
               "apgd_ce": partial(autoattack, attacks=("apgd-ce",), **apgd),
               "apgd_t": partial(apgd_targeted, n_targets=n_targets, **apgd)}
@@ -277,3 +277,43 @@ def plot_tradeoff(rows: list[dict], ax=None, *, y_key: str = "attacked", annotat
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax.figure
+
+
+# ---- the metrics a zoo checkpoint records -------------------------------------------------------
+@torch.no_grad()
+def _accuracy_under_noise(model, x, y, device, bs=1000, noise_sigma=0.0, seed=0):
+    correct = 0
+    g = torch.Generator(device=device).manual_seed(seed)
+    for sl in batches(len(x), bs):
+        xb = x[sl].to(device)
+        if noise_sigma:
+            xb = xb + noise_sigma * torch.randn(xb.shape, generator=g, device=device)
+        correct += (model(xb).argmax(1) == y[sl].to(device)).sum().item()
+    return correct / len(x)
+
+
+def checkpoint_metrics(model, dataset: str, cfg: dict, *, device=None, progress=False) -> dict:
+    """Metrics recorded in a zoo checkpoint (``cfg`` is the recipe's :meth:`zoo.Recipe.config`): clean
+    accuracy; PGD accuracy (ε of the recipe, no restarts) for adversarially trained models; accuracy
+    under N(0, σ²) noise for Gaussian ones.  On ``cfg["eval_n"]`` class-balanced test images (all when None)."""
+    device = get_device(device)
+    model.eval()
+    x, y = data.load(dataset, "test")
+    if cfg["eval_n"]:
+        idx = data.balanced_subset(y, cfg["eval_n"] // data.info(dataset)["num_classes"])
+        x, y = x[idx], y[idx]
+    tr = cfg["train"]
+    out = {"clean": _accuracy_under_noise(model, x, y, device), "n_eval": len(x)}
+    if tr["recipe"] in ("pgd", "trades"):
+        steps = cfg["eval_attack_steps"]
+        hits = 0
+        for sl in batches(len(x), 500):
+            xb, yb = x[sl].to(device), y[sl].to(device)
+            adv = pgd(model, xb, yb, eps=tr["eps"], steps=steps, norm=tr["norm"], seed=0)
+            with torch.no_grad():
+                hits += (model(adv).argmax(1) == yb).sum().item()
+        out["robust"] = hits / len(x)
+        out["robust_attack"] = f"PGD-{steps} {tr['norm']} eps={tr['eps']:g}"
+    if tr["recipe"] == "gaussian":
+        out["noisy"] = _accuracy_under_noise(model, x, y, device, noise_sigma=tr["sigma"])
+    return out

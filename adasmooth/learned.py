@@ -106,7 +106,8 @@ def train(name: str, *, root=None, base_overrides=None, mixing_overrides=None, d
 
 def choose_head(model, r: LearnedRecipe, *, device=None) -> dict:
     """Shift and evaluation range of ``model`` from the validation split (see the module docstring)."""
-    from .adaptive import _bisect, mixture_parts
+    from .adaptive import mixture_parts
+    from .calibration import bisect_to_accuracy
     from .mixing import mix_log_probs
 
     device = get_device(device)
@@ -125,13 +126,13 @@ def choose_head(model, r: LearnedRecipe, *, device=None) -> dict:
 
     span = 60.0 + scale * float(z.abs().max())
     tol = 1.0 / len(y)
-    shift = _bisect(lambda s: acc(torch.sigmoid(z * scale + s)), -span, span, target, tol, len(y), 200,
+    shift = bisect_to_accuracy(lambda s: acc(torch.sigmoid(z * scale + s)), -span, span, target, tol, len(y), 200,
                     "the head's shift (validation)", "α in (0, 1)")
     sig = torch.sigmoid(z * scale + shift.value)
     w = r.range_width
-    amin = _bisect(lambda a: acc(a + w * sig), 0.0, 1.0 - w, target, tol, len(y), 200,
+    amin = bisect_to_accuracy(lambda a: acc(a + w * sig), 0.0, 1.0 - w, target, tol, len(y), 200,
                    "α_min (validation)", f"range width {w:g}")
-    const = _bisect(acc, 0.0, 1.0, target, tol, len(y), 200, "constant α (validation)", "α = 0 .. 1")
+    const = bisect_to_accuracy(acc, 0.0, 1.0, target, tol, len(y), 200, "constant α (validation)", "α = 0 .. 1")
     return {"scale": scale, "shift": shift.value, "alpha_min": amin.value, "alpha_max": amin.value + w,
             "clamp": r.clamp, "range_width": w, "target_position": r.target_position,
             "val": {"n": len(y), "acc_g": acc_g, "acc_h": acc_h, "target": target, "acc_shift": shift.accuracy,

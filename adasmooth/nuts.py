@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import checkpoint
+from .calibration import bisect_to_accuracy, check_target
 from .mixing import check_alpha, mix_log_probs
 from .runtime import batches, get_device
 
@@ -321,11 +322,10 @@ def calibrate_alpha(g: nn.Module, h: nn.Module, params: dict, x: torch.Tensor, y
                     target_clean_acc: float, tol: float = 2e-4, *, smooth: float = 1.0, batch_size: int = 500,
                     max_iter: int = 200, device=None):
     """The α ∈ [0, 1] at which the exact MixedNUTS with ``params`` (s, p, c, k) has clean accuracy
-    ``target_clean_acc`` on (x, y): a bisection on logits computed once (``adaptive._bisect``: the closest
-    achievable accuracy when none is within ``tol``).  Returns ``adaptive.Calibration`` (``value`` is α)."""
-    from .adaptive import _bisect, _check_target
-
-    _check_target(target_clean_acc, tol)
+    ``target_clean_acc`` on (x, y): a bisection on logits computed once
+    (:func:`calibration.bisect_to_accuracy`: the closest achievable accuracy when none is within ``tol``).
+    Returns :class:`calibration.Calibration` (``value`` is α)."""
+    check_target(target_clean_acc, tol)
     device = get_device(device)
     g, h = g.to(device).eval(), h.to(device).eval()
     model = NutsClassifier(g, h, params["s"], params["p"], params["c"], 0.5, k=params.get("k"), smooth=smooth)
@@ -335,6 +335,6 @@ def calibrate_alpha(g: nn.Module, h: nn.Module, params: dict, x: torch.Tensor, y
     def acc(alpha):
         return (model.mix(zg, zh, "exact", alpha=alpha).argmax(1) == y).double().mean().item()
 
-    res = _bisect(acc, 0.0, 1.0, float(target_clean_acc), tol, len(y), max_iter, "MixedNUTS α", "α = 0 .. 1")
+    res = bisect_to_accuracy(acc, 0.0, 1.0, float(target_clean_acc), tol, len(y), max_iter, "MixedNUTS α", "α = 0 .. 1")
     check_alpha(res.value, "alpha")
     return res

@@ -32,7 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import checkpoint, profiles, resolve, results, zoo
+from . import checkpoint, profiles, resolve, results, runtime, zoo
 from .runtime import get_device
 from .results import _cell, markdown_table
 
@@ -472,7 +472,7 @@ def parse_param(text: str) -> tuple[str, object]:
 def _notebook_jobs(jobs: int | None, device: str | None, n: int) -> int:
     """Notebooks run side by side: ``jobs``, by default one per CPU core on a CPU and 1 on a GPU."""
     if jobs is None:
-        jobs = zoo.cpu_cores() if get_device(device).type == "cpu" else 1
+        jobs = runtime.cpu_cores() if get_device(device).type == "cpu" else 1
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
     return max(1, min(jobs, n))
@@ -512,9 +512,9 @@ def _run_serial(todo: list, kw: dict) -> dict[str, Outcome]:
 
 def zoo_estimate(name: str) -> float:
     """Rough one-thread CPU seconds to train and evaluate zoo recipe ``name``: 50 s per unit of
-    ``zoo._cost`` (on 2 CPU cores: standard 156 s for 5 units, ℓ∞-AT 800 s for 16, ℓ2-AT 604 s for 12,
+    ``zoo.training_cost`` (on 2 CPU cores: standard 156 s for 5 units, ℓ∞-AT 800 s for 16, ℓ2-AT 604 s for 12,
     TRADES 740 s for 15).  Used only to order the work."""
-    return 50.0 * zoo._cost(name)
+    return 50.0 * zoo.training_cost(name)
 
 
 def schedule(tasks: dict, needs: dict, estimate: dict, jobs: int, executor, on_done=None) -> dict:
@@ -582,11 +582,11 @@ def _run_side_by_side(todo: list, kw: dict, *, jobs: int, zoo_todo: list[str], z
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    threads = max(1, zoo.cpu_cores() // jobs)
+    threads = max(1, runtime.cpu_cores() // jobs)
     prof = kw.get("profile", "")
     tasks, needs, est = {}, {}, {}
     for name in zoo_todo:
-        tasks[("zoo", name)] = (zoo._train_worker, (name, overrides or None, root, threads))
+        tasks[("zoo", name)] = (zoo.train_in_worker, (name, overrides or None, root, threads))
         est[("zoo", name)] = zoo_estimate(name)
     for src, params, executed in todo:
         key = ("notebook", src.stem)

@@ -1,5 +1,10 @@
-"""Bring your own g and h: a model parameter is a zoo name, a ``package.module:factory`` path or a
-``path/to/file.py:factory`` path.
+"""Model specs: turning a notebook's model parameter (a string) into a model and a record of the files
+behind it, so that you can bring your own g and h.
+
+A spec is a zoo name, a ``package.module:factory`` path or a ``path/to/file.py:factory`` path.  Holds
+:func:`kind` (which of the three a spec is), :func:`model` (the model and its input record),
+:func:`is_unchanged` (whether a record's files still hash the same), :func:`absolute_file_spec` and
+:func:`side_files`.
 
 ``model("fmnist-standard")`` loads (or trains) the zoo model; ``model("mypkg.nets:make_g")``
 imports ``mypkg.nets`` (``model("nets/mine.py:make_g")`` loads that file) and calls ``make_g()``, which

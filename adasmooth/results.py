@@ -129,7 +129,7 @@ def write(out_dir: str | os.PathLike | None, name: str, *, params: dict, metrics
     ``out_dir`` None: the project's ``results/interactive``."""
     import torch
 
-    from . import __version__
+    from .runtime import __version__
 
     out = output_dir(out_dir)
     for t, tab in (tables or {}).items():
@@ -178,3 +178,16 @@ def _finite(o):
     if isinstance(o, Path):
         return str(o)
     return o
+
+
+def format_zoo_table(rows: list[dict]) -> str:
+    """A markdown table of :func:`adasmooth.zoo.table` rows (``zoo list``): accuracies in percent."""
+    cols = ["name", "cached", "clean", "robust", "noisy", "train_seconds", "floors_met"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            cells.append(f"{100 * v:.2f} %" if c in ("clean", "robust", "noisy") and v != "" else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -13,6 +13,16 @@ import torch
 
 log = logging.getLogger(__name__)
 
+__version__ = "0.1.0"  # the package version, recorded in every checkpoint and results file
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
     """Return ``device`` as a ``torch.device``; ``None`` picks CUDA when available, else CPU."""

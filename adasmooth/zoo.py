@@ -1,5 +1,10 @@
 """The model zoo: named recipes, trained on first use and cached as hash-checked checkpoints.
 
+Imports point down: zoo uses train, evaluate (the metrics a checkpoint records), checkpoint, data,
+models, runtime and the distributed primitives; nothing among those imports zoo.  Two lookups stay
+lazy because they read modules built on the zoo: :func:`get` hands learned mixers to
+:mod:`adasmooth.learned`, :func:`discard_corrupt` asks :mod:`adasmooth.shipped` what is shipped.
+
 ``get(name)`` returns an eval-mode model.  A cached checkpoint is found by the recipe's config
 hash (recipe + overrides), so tiny test variants never collide with the real models.
 """
@@ -8,22 +13,20 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
-import os
 import platform
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
-from . import checkpoint, data, distributed, models
-from .attacks import pgd
-from .runtime import batches, data_root, get_device, progress_bar
+from . import checkpoint, data, distributed, models, runtime
+from .evaluate import checkpoint_metrics
+from .runtime import __version__, data_root, get_device, progress_bar
+from .train import TrainConfig, fit
 
 log = logging.getLogger(__name__)
-
-__version__ = "0.1.0"
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,6 @@ class Recipe:
 
     def config(self, overrides: dict | None = None) -> dict:
         """The full configuration that identifies a checkpoint."""
-        from dataclasses import fields
-
-        from .train import TrainConfig
-
         tr = dict(self.train)
         ov = dict(overrides or {})
         allowed = [f.name for f in fields(TrainConfig)] + ["eval_n"]
@@ -232,8 +231,6 @@ def get(name: str, *, train_if_missing: bool = True, overrides: dict | None = No
 def train_model(name: str, *, overrides: dict | None = None, root=None, device=None,
                 progress: bool = False) -> dict:
     """Train recipe ``name`` (resuming an interrupted run), evaluate it, cache it; return metadata."""
-    from .train import TrainConfig, fit
-
     device = get_device(device)
     r = recipe(name)
     cfg = r.config(overrides)
@@ -251,7 +248,7 @@ def train_model(name: str, *, overrides: dict | None = None, root=None, device=N
         distributed.barrier()
         return checkpoint.read_metadata(s)
     t0 = time.perf_counter()
-    metrics = evaluate_recipe(model, r, cfg, device=device, progress=progress)
+    metrics = checkpoint_metrics(model, r.dataset, cfg, device=device, progress=progress)
     metrics["train_seconds"] = round(hist["seconds"], 1)
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 1)
     metrics["final_loss"] = hist["loss"][-1]
@@ -273,7 +270,7 @@ def train_model(name: str, *, overrides: dict | None = None, root=None, device=N
     return meta
 
 
-def _cost(name: str) -> int:
+def training_cost(name: str) -> int:
     """Rough relative training cost of a recipe: epochs × forward-backward passes per batch
     (PGD-AT adds its attack steps, TRADES one more for the clean KL term)."""
     t = recipe(name).train
@@ -281,17 +278,11 @@ def _cost(name: str) -> int:
     return t["epochs"] * (1 + extra)
 
 
-def _train_worker(name: str, overrides: dict | None, root, threads: int) -> dict:
+def train_in_worker(name: str, overrides: dict | None, root, threads: int) -> dict:
+    """:func:`train_model` on the CPU with ``threads`` torch threads: the task a worker process runs
+    (:func:`train_many`, and the pipeline's scheduler next to notebooks)."""
     torch.set_num_threads(threads)
     return train_model(name, overrides=overrides, root=root, device="cpu")
-
-
-def cpu_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def train_many(names, *, overrides: dict | None = None, root=None, device=None, jobs: int | None = None,
@@ -308,61 +299,23 @@ def train_many(names, *, overrides: dict | None = None, root=None, device=None, 
     for n in names:
         recipe(n)  # fail early on unknown names
     discard_corrupt(names, overrides=overrides, root=root)  # retrained below (a shipped one: an error)
-    todo = sorted((n for n in names if not is_cached(n, overrides, root)), key=_cost, reverse=True)
+    todo = sorted((n for n in names if not is_cached(n, overrides, root)), key=training_cost, reverse=True)
     dev = get_device(device)
-    jobs = max(1, min(len(todo), cpu_cores())) if jobs is None else jobs
+    jobs = max(1, min(len(todo), runtime.cpu_cores())) if jobs is None else jobs
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
     if dev.type != "cpu" or jobs == 1 or len(todo) <= 1:
         for n in todo:
             train_model(n, overrides=overrides, root=root, device=dev, progress=progress)
     else:
-        threads = max(1, cpu_cores() // jobs)
+        threads = max(1, runtime.cpu_cores() // jobs)
         log.info("training %d zoo models in %d processes x %d threads", len(todo), jobs, threads)
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(_train_worker, n, overrides, root, threads): n for n in todo}
+            futs = {pool.submit(train_in_worker, n, overrides, root, threads): n for n in todo}
             for f in progress_bar(as_completed(futs), progress=progress, total=len(futs), desc="zoo"):
                 f.result()  # re-raises a worker's error
                 log.info("trained %s", futs[f])
     return {n: metadata(n, overrides, root) for n in names}
-
-
-@torch.no_grad()
-def _accuracy(model, x, y, device, bs=1000, noise_sigma=0.0, seed=0):
-    correct = 0
-    g = torch.Generator(device=device).manual_seed(seed)
-    for sl in batches(len(x), bs):
-        xb = x[sl].to(device)
-        if noise_sigma:
-            xb = xb + noise_sigma * torch.randn(xb.shape, generator=g, device=device)
-        correct += (model(xb).argmax(1) == y[sl].to(device)).sum().item()
-    return correct / len(x)
-
-
-def evaluate_recipe(model, r: Recipe, cfg: dict, *, device=None, progress=False) -> dict:
-    """Metrics recorded in a checkpoint: clean accuracy; PGD accuracy (ε of the recipe, no restarts)
-    for adversarially trained models; accuracy under N(0, σ²) noise for Gaussian ones."""
-    device = get_device(device)
-    model.eval()
-    x, y = data.load(r.dataset, "test")
-    if cfg["eval_n"]:
-        idx = data.balanced_subset(y, cfg["eval_n"] // data.info(r.dataset)["num_classes"])
-        x, y = x[idx], y[idx]
-    tr = cfg["train"]
-    out = {"clean": _accuracy(model, x, y, device), "n_eval": len(x)}
-    if tr["recipe"] in ("pgd", "trades"):
-        steps = cfg["eval_attack_steps"]
-        hits = 0
-        for sl in batches(len(x), 500):
-            xb, yb = x[sl].to(device), y[sl].to(device)
-            adv = pgd(model, xb, yb, eps=tr["eps"], steps=steps, norm=tr["norm"], seed=0)
-            with torch.no_grad():
-                hits += (model(adv).argmax(1) == yb).sum().item()
-        out["robust"] = hits / len(x)
-        out["robust_attack"] = f"PGD-{steps} {tr['norm']} eps={tr['eps']:g}"
-    if tr["recipe"] == "gaussian":
-        out["noisy"] = _accuracy(model, x, y, device, noise_sigma=tr["sigma"])
-    return out
 
 
 def table(root=None, dataset: str | None = "fashion-mnist", overrides: dict | None = None) -> list[dict]:
@@ -379,16 +332,3 @@ def table(root=None, dataset: str | None = "fashion-mnist", overrides: dict | No
             row["floors_met"] = meta["floors_met"]
         rows.append(row)
     return rows
-
-
-def format_table(rows: list[dict]) -> str:
-    """A markdown table of :func:`table` rows."""
-    cols = ["name", "cached", "clean", "robust", "noisy", "train_seconds", "floors_met"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r.get(c, "")
-            cells.append(f"{100 * v:.2f} %" if c in ("clean", "robust", "noisy") and v != "" else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

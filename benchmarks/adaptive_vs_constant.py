@@ -38,7 +38,7 @@ def robust_constant(model, x, y, eps, steps, norm, losses, seed, batch_size):
     ok = torch.ones(len(x), dtype=torch.bool, device=x.device)
     per = {}
     for loss in losses:
-        adv = pgd(model, x, y, eps=eps, steps=steps, norm=norm, loss={"margin": "cw"}.get(loss, loss),
+        adv = pgd(model, x, y, eps=eps, steps=steps, norm=norm, loss=loss,
                   seed=seed, batch_size=batch_size)
         with torch.no_grad():
             hit = torch.cat([model(adv[i:i + 500]).argmax(1) == y[i:i + 500] for i in range(0, len(x), 500)])

@@ -47,7 +47,7 @@ def main():
     p.add_argument("--batch-size", type=int, default=2000)
     p.add_argument("--soft", action="store_true", help="h̄ = softmax of the base model instead of its one-hot vote")
     p.add_argument("--cohen", action="store_true", help="also run Cohen et al.'s CERTIFY (n0=100, failure prob 0.001)")
-    p.add_argument("--failure", type=float, default=0.001,
+    p.add_argument("--failure-prob", type=float, default=0.001,
                    help="failure probability of the Clopper-Pearson-bounded rows (certify.bounded_probs)")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -99,7 +99,7 @@ def main():
           "n votes for one class, Phi^-1(1) = inf)\n" + header)
 
     def report(label, sigma, alpha):
-        for mode, kw in (("plug-in", {}), (f"CP {a.failure:g}", dict(n=a.n, failure=a.failure))):
+        for mode, kw in (("plug-in", {}), (f"CP {a.failure_prob:g}", dict(n=a.n, failure_prob=a.failure_prob))):
             one(f"{label} {mode}", sigma, alpha, kw)
 
     def one(label, sigma, alpha, kw):
@@ -135,7 +135,7 @@ def main():
     report(f"sigma=0.5 alpha={alpha_m:.3f}", 0.5, alpha_m)
 
     if a.plot:
-        keep = [f"sigma=0.25 alpha=1 (baseline) CP {a.failure:g}", f"sigma=0.5 alpha={alpha_m:.3f} CP {a.failure:g}"]
+        keep = [f"sigma=0.25 alpha=1 (baseline) CP {a.failure_prob:g}", f"sigma=0.5 alpha={alpha_m:.3f} CP {a.failure_prob:g}"]
         certify.plot_certified_accuracy(grid, {k: curves_lip[k] for k in keep}, {k: curves_rs[k] for k in keep},
                                         clean={k: clean_dots[k] for k in keep}, path=a.plot)
         print(f"plot written to {a.plot}")

@@ -32,7 +32,7 @@ def _sync(device):
 
 
 @torch.no_grad()
-def cohen_certify(model, x, sigma, n0, n, alpha, batch_size, num_classes, device):
+def cohen_certify(model, x, sigma, n0, n, failure_prob, batch_size, num_classes, device):
     """The reference CERTIFY, one input at a time (as locuslab/smoothing's ``Smooth.certify``)."""
     def votes(xi, num):
         counts = np.zeros(num_classes, dtype=np.int64)
@@ -49,7 +49,7 @@ def cohen_certify(model, x, sigma, n0, n, alpha, batch_size, num_classes, device
         xi = xi.to(device)
         c_a = int(votes(xi, n0).argmax())
         n_a = int(votes(xi, n)[c_a])
-        p_a = proportion_confint(n_a, n, alpha=2 * alpha, method="beta")[0]
+        p_a = proportion_confint(n_a, n, alpha=2 * failure_prob, method="beta")[0]
         preds.append(c_a if p_a >= 0.5 else ABSTAIN)
         radii.append(sigma * norm.ppf(p_a) if p_a >= 0.5 else 0.0)
     return torch.tensor(preds), torch.tensor(radii)
@@ -62,7 +62,8 @@ def main():
     p.add_argument("--n0", type=int, default=100)
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--alpha", type=float, default=0.001)
+    p.add_argument("--failure-prob", type=float, default=0.001,
+                   help="probability that a Clopper-Pearson bound fails")
     p.add_argument("--device", default=None)
     p.add_argument("--untrained", action="store_true", help="time an untrained copy if the model is not cached")
     a = p.parse_args()
@@ -86,11 +87,11 @@ def main():
           f"{b} inputs x (n0={a.n0} + n={a.n}) = {total:,} noise samples, batch_size={a.batch_size}", flush=True)
 
     smooth = Smooth(model, model.num_classes, sigma, device=device)
-    smooth.certify(x[:2], 10, 50, a.alpha, a.batch_size)  # warm-up
+    smooth.certify(x[:2], 10, 50, a.failure_prob, a.batch_size)  # warm-up
 
     _sync(device)
     t0 = time.perf_counter()
-    pred, rad = smooth.certify(x, a.n0, a.n, a.alpha, a.batch_size, seed=0)
+    pred, rad = smooth.certify(x, a.n0, a.n, a.failure_prob, a.batch_size, seed=0)
     _sync(device)
     t_cert = time.perf_counter() - t0
 
@@ -110,7 +111,7 @@ def main():
     torch.manual_seed(0)
     _sync(device)
     t0 = time.perf_counter()
-    pred_c, rad_c = cohen_certify(model, x, sigma, a.n0, a.n, a.alpha, a.batch_size, model.num_classes, device)
+    pred_c, rad_c = cohen_certify(model, x, sigma, a.n0, a.n, a.failure_prob, a.batch_size, model.num_classes, device)
     _sync(device)
     t_cohen = time.perf_counter() - t0
 

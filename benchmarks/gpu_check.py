@@ -109,7 +109,7 @@ def check_certify(size: dict, device) -> None:
     n, n0 = size["cert_samples"], max(1, size["cert_samples"] // 10)
     _sync(device)
     t0 = time.perf_counter()
-    pred, radius = smooth.certify(x, n0=n0, n=n, alpha=0.001, batch_size=1000)
+    pred, radius = smooth.certify(x, n0=n0, n=n, failure_prob=0.001, batch_size=1000)
     _sync(device)
     assert pred.shape == radius.shape == (size["cert_n"],)
     _report(f"certify {label} σ=0.25 (noise samples)", size["cert_n"] * (n + n0), time.perf_counter() - t0,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from adasmooth import zoo
+from adasmooth import results, runtime, zoo
 
 
 def main():
@@ -20,7 +20,7 @@ def main():
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per CPU core)")
     a = p.parse_args()
     cache = Path(a.cache or tempfile.mkdtemp(prefix="adasmooth-zoo-"))
-    print(f"torch {torch.__version__}, {zoo.cpu_cores()} CPU cores, jobs {a.jobs or 'auto'}, cache {cache}",
+    print(f"torch {torch.__version__}, {runtime.cpu_cores()} CPU cores, jobs {a.jobs or 'auto'}, cache {cache}",
           flush=True)
     t_all = time.perf_counter()
     metas = zoo.train_many(a.names, root=cache, jobs=a.jobs)
@@ -31,7 +31,7 @@ def main():
               f"{json.dumps({k: v for k, v in m.items() if k not in ('train_seconds', 'eval_seconds')})}  "
               f"floors_met={meta['floors_met']}", flush=True)
     print(f"total wall {time.perf_counter() - t_all:.1f}s (all models, side by side)")
-    print(zoo.format_table(zoo.table(root=cache)))
+    print(results.format_zoo_table(zoo.table(root=cache)))
 
 
 if __name__ == "__main__":

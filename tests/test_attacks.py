@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from adasmooth import MixedClassifier
-from adasmooth.attacks import (apgd_targeted, attack_loss, autoattack, dlr_targeted_loss, margin, pgd, pgd_targeted, predict,
+from adasmooth.attacks import (apgd_targeted, attack_loss, autoattack, dlr_targeted_loss, logit_margin, loss_name, pgd, pgd_targeted, predict,
                                transfer, worst_case)
 
 
@@ -85,12 +85,23 @@ def test_dlr_losses():
     # shift and scale invariant: logits and log-probabilities give the same loss
     torch.testing.assert_close(dlr_targeted_loss(3 * z - 7, y, t), ref)
     torch.testing.assert_close(dlr_targeted_loss(torch.log_softmax(z, 1), y, t), ref)
-    torch.testing.assert_close(attack_loss("dlr", z, y), -margin(z, y) / (z.sort(1, True).values[:, 0]
+    torch.testing.assert_close(attack_loss("dlr", z, y), -logit_margin(z, y) / (z.sort(1, True).values[:, 0]
                                                                          - z.sort(1, True).values[:, 2]))
     with pytest.raises(ValueError, match="pgd_targeted"):
         attack_loss("dlr", z, t, targeted=True)
     with pytest.raises(ValueError, match="4 classes"):
         dlr_targeted_loss(z[:, :3], y.clamp(max=2), t)
+
+
+def test_one_name_per_loss_with_cw_read_as_margin():
+    z = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 5.0, 2.0, 3.0]])
+    y = torch.tensor([0, 3])
+    assert loss_name("cw") == loss_name("margin") == "margin" and loss_name("ce") == "ce"
+    torch.testing.assert_close(attack_loss("margin", z, y), torch.tensor([-1.0, 3.0]))  # max_{i≠y} z_i - z_y
+    torch.testing.assert_close(attack_loss("cw", z, y), attack_loss("margin", z, y))
+    torch.testing.assert_close(attack_loss("cw", z, y, targeted=True), logit_margin(z, y))
+    with pytest.raises(ValueError, match=r"loss must be one of \('ce', 'dlr', 'margin'\) \(or \('cw',\)\), got 'hinge'"):
+        attack_loss("hinge", z, y)
 
 
 def test_targeted_pgd(g_model, h_model, batch):

@@ -97,10 +97,10 @@ P = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.5, 0.4]], dtype=torch.float64)
 
 
 def test_margin_and_lemma1_test():
-    assert C.margin(1.0) == 0.0
-    assert C.margin(0.5) == 1.0
-    assert C.margin(0.8) == pytest.approx(0.25)
-    assert C.margin(0.0) == math.inf
+    assert C.required_margin(1.0) == 0.0
+    assert C.required_margin(0.5) == 1.0
+    assert C.required_margin(0.8) == pytest.approx(0.25)
+    assert C.required_margin(0.0) == math.inf
     # margins of P: 0.5 and 0.1; μ(0.8) = 0.25
     assert C.has_margin(P, 0.25).tolist() == [True, False]
     assert C.lemma1_certified(P, 0.8).tolist() == [True, False]
@@ -118,7 +118,7 @@ def test_lemma1_holds_against_the_worst_g():
     assert ok.sum() > 500
     assert (pred[ok] == h.argmax(1)[ok]).all()
     # and the margin is tight: with α ≥ 1/2 and a margin clearly below μ this g flips the prediction
-    short = (alpha >= 0.5) & ~C.has_margin(h, C.margin(alpha) - 1e-3)
+    short = (alpha >= 0.5) & ~C.has_margin(h, C.required_margin(alpha) - 1e-3)
     assert short.sum() > 100 and (pred[short] != h.argmax(1)[short]).all()
 
 
@@ -218,11 +218,11 @@ def _violations(h_model, x, alpha, radius, seed):
         xr = x + v / v.norm(dim=1, keepdim=True) * r[:, None]
         violations += (mix(xr).argmax(1) != y).sum().item()
         checked += len(x)
-    adv = pgd(mix, x, y, eps=r, steps=30, norm="l2", step_size=r / 6, loss="cw", seed=seed)
+    adv = pgd(mix, x, y, eps=r, steps=30, norm="l2", step_size=r / 6, loss="margin", seed=seed)
     assert ((adv - x).norm(dim=1) <= r * (1 + 1e-9)).all()
     violations += (mix(adv).argmax(1) != y).sum().item()
     checked += len(x)
-    far = pgd(mix, x, y, eps=4 * r, steps=30, norm="l2", step_size=4 * r / 6, loss="cw", seed=seed)
+    far = pgd(mix, x, y, eps=4 * r, steps=30, norm="l2", step_size=4 * r / 6, loss="margin", seed=seed)
     return checked, violations, (mix(far).argmax(1) != y).sum().item()
 
 
@@ -277,7 +277,8 @@ def test_oracle_alpha_is_right_wherever_g_or_h_is():
         ok = C.oracle_correct(g(xs), h(xs), y)
         assert torch.equal(ok["oracle"], ok["g"] | ok["h"])
         acc = res["per_set"][name]
-        assert acc["oracle"] >= max(acc["g"], acc["h"])
+        assert acc["oracle"] >= max(acc["g"], acc["h"]) and acc["violations"] == 0
+        assert acc["oracle"] == ok["oracle"].sum().item() / n
     assert res["per_set"]["pgd-g"]["g"] < res["per_set"]["clean"]["g"]  # the attack bites
     assert res["oracle"] >= max(res["g"], res["h"])
     assert res["oracle"] > max(res["g"], res["h"])  # strictly better on this data
@@ -287,15 +288,15 @@ def test_oracle_alpha_is_right_wherever_g_or_h_is():
 def test_clopper_pearson_matches_scipy_and_statsmodels():
     from statsmodels.stats.proportion import proportion_confint
 
-    n, alpha = 1000, 0.001
+    n, failure_prob = 1000, 0.001
     k = np.array([0, 1, 3, 500, 731, 999, 1000])
-    lo = C.lower_confidence_bound(k, n, alpha)
-    np.testing.assert_allclose(lo[1:], beta_dist.ppf(alpha, k[1:], n - k[1:] + 1), rtol=1e-12)
-    assert lo[0] == 0.0 and lo[-1] == pytest.approx(alpha ** (1 / n), rel=1e-12)
+    lo = C.lower_confidence_bound(k, n, failure_prob)
+    np.testing.assert_allclose(lo[1:], beta_dist.ppf(failure_prob, k[1:], n - k[1:] + 1), rtol=1e-12)
+    assert lo[0] == 0.0 and lo[-1] == pytest.approx(failure_prob ** (1 / n), rel=1e-12)
     for ki, li in zip(k, lo):
-        assert li == pytest.approx(proportion_confint(ki, n, alpha=2 * alpha, method="beta")[0], abs=1e-12)
+        assert li == pytest.approx(proportion_confint(ki, n, alpha=2 * failure_prob, method="beta")[0], abs=1e-12)
         assert li == pytest.approx(binomtest(int(ki), n, alternative="greater")
-                                   .proportion_ci(1 - alpha, method="exact").low, abs=1e-12)
+                                   .proportion_ci(1 - failure_prob, method="exact").low, abs=1e-12)
 
 
 def test_smoothed_probabilities_match_the_exact_smoothing():
@@ -318,7 +319,7 @@ def test_smoothed_probabilities_match_the_exact_smoothing():
 
 
 def test_certify_and_predict_hand_cases():
-    sigma, n, alpha = 0.5, 500, 0.001
+    sigma, n, failure_prob = 0.5, 500, 0.001
 
     def constant(x):  # always class 2
         return F.one_hot(torch.full((x.shape[0],), 2), 3).float()
@@ -327,28 +328,28 @@ def test_certify_and_predict_hand_cases():
         return F.one_hot((x.flatten(1).sum(1) > 0).long(), 3).float()
 
     x = torch.zeros(5, 1, 4, 4)
-    pred, rad = C.Smooth(constant, 3, sigma, device="cpu").certify(x, 50, n, alpha, batch_size=256)
+    pred, rad = C.Smooth(constant, 3, sigma, device="cpu").certify(x, 50, n, failure_prob, batch_size=256)
     assert pred.tolist() == [2] * 5
-    np.testing.assert_allclose(rad.numpy(), sigma * PHI_INV(alpha ** (1 / n)), rtol=1e-9)
-    assert C.Smooth(constant, 3, sigma, device="cpu").predict(x, 100, alpha).tolist() == [2] * 5
+    np.testing.assert_allclose(rad.numpy(), sigma * PHI_INV(failure_prob ** (1 / n)), rtol=1e-9)
+    assert C.Smooth(constant, 3, sigma, device="cpu").predict(x, 100, failure_prob).tolist() == [2] * 5
     sm = C.Smooth(coin, 3, sigma, device="cpu")
-    pred, rad = sm.certify(x, 50, n, alpha, batch_size=256)
+    pred, rad = sm.certify(x, 50, n, failure_prob, batch_size=256)
     assert pred.tolist() == [C.ABSTAIN] * 5 and rad.tolist() == [0.0] * 5
-    assert sm.predict(x, n, alpha, batch_size=256).tolist() == [C.ABSTAIN] * 5
+    assert sm.predict(x, n, failure_prob, batch_size=256).tolist() == [C.ABSTAIN] * 5
     with pytest.raises(ValueError, match="sigma"):
         C.Smooth(constant, 3, 0.0)
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match=r"failure_prob .* must lie in \(0, 1\)"):
         sm.certify(x, 10, 10, 1.5)
 
 
 def test_certify_on_a_tiny_gaussian_model(tiny_zoo, test_batch):
     x, y = test_batch[0][::20], test_batch[1][::20]  # 10 images, one per class
-    sigma, n, alpha = 0.25, 100, 0.001
+    sigma, n, failure_prob = 0.25, 100, 0.001
     sm = C.Smooth(tiny_zoo("fmnist-gauss-0.25"), 10, sigma, device="cpu")
-    pred, rad = sm.certify(x, 32, n, alpha, batch_size=1000, seed=0)
+    pred, rad = sm.certify(x, 32, n, failure_prob, batch_size=1000, seed=0)
     assert pred.shape == rad.shape == (10,)
     assert ((pred == C.ABSTAIN) == (rad == 0)).all()
-    assert (rad <= sigma * PHI_INV(alpha ** (1 / n)) + 1e-12).all()
+    assert (rad <= sigma * PHI_INV(failure_prob ** (1 / n)) + 1e-12).all()
     assert (pred == y).float().mean() >= 0.5
     assert torch.equal(sm.sample(x, 20, seed=3), sm.sample(x, 20, seed=3))
     # the Clopper-Pearson radius stays below the plug-in Theorem 2 radius at α = 1 (up to sampling)

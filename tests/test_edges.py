@@ -93,15 +93,15 @@ def test_pgd_refuses_bad_eps_steps_and_x_and_keeps_momentum_and_start():
     assert adv.shape == x.shape and (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
 
 
-def test_bounded_probs_names_failure_and_n():
+def test_bounded_probs_names_failure_prob_and_n():
     votes = torch.tensor([[0.9, 0.1, 0.0], [0.6, 0.3, 0.1]])
     for bad in (0.0, 1.0, 1.5, float("nan")):
-        with pytest.raises(ValueError, match=r"failure .* must lie in \(0, 1\), got") as e:
-            certify.bounded_probs(votes, 100, failure=bad)
+        with pytest.raises(ValueError, match=r"failure_prob .* must lie in \(0, 1\), got") as e:
+            certify.bounded_probs(votes, 100, failure_prob=bad)
         assert "alpha" not in str(e.value)
     with pytest.raises(ValueError, match=r"^n \(noise draws per input\) must be an int >= 1, got 100\.0"):
         certify.bounded_probs(votes, 100.0)
-    assert certify.bounded_probs(votes, 100, failure=0.01).shape == votes.shape
+    assert certify.bounded_probs(votes, 100, failure_prob=0.01).shape == votes.shape
 
 
 def test_cli_unknown_override_key_and_offline_data_fetch(tmp_path, monkeypatch, capsys):

@@ -71,3 +71,35 @@ def test_torch_pair_is_pinned():
 def test_extras_exist(extra):
     proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert proj["optional-dependencies"][extra]
+
+
+def _package_imports(path: Path) -> set[str]:
+    """The adasmooth modules a source file imports at module level (top-level statements only)."""
+    import ast
+
+    pkg = path.parent.relative_to(ROOT).as_posix().replace("/", ".")
+    out = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = pkg.rsplit(".", node.level - 1)[0] if node.level > 1 else pkg
+            mod = f"{base}.{node.module}" if node.module else base
+            out |= {mod} if node.module else {f"{mod}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("adasmooth"):
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("adasmooth")}
+    return out
+
+
+@pytest.mark.parametrize("low", ["runtime", "checkpoint", "data", "attacks", "mixing", "distributed/__init__",
+                                 "train", "evaluate", "results"])
+def test_imports_point_one_way_nothing_below_the_zoo_imports_it(low):
+    imported = _package_imports(ROOT / "adasmooth" / f"{low}.py")
+    upward = {"adasmooth.zoo", "adasmooth.pipeline", "adasmooth.learned", "adasmooth.shipped", "adasmooth.adaptive"}
+    assert not imported & upward, f"adasmooth/{low}.py imports {sorted(imported & upward)}"
+
+
+def test_zoo_imports_distributed_and_train_but_pipeline_uses_no_private_zoo_name():
+    assert {"adasmooth.distributed", "adasmooth.train"} <= _package_imports(ROOT / "adasmooth" / "zoo.py")
+    src = (ROOT / "adasmooth" / "pipeline.py").read_text()
+    assert not re.search(r"\bzoo\._\w", src)

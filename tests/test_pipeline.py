@@ -306,7 +306,7 @@ def test_notebooks_run_side_by_side_with_their_share_of_the_cores(tmp_path, monk
         _notebook(d / f"{stem}.ipynb", params="pause = 0.0  # type: float\nout_dir = '.'  # type: str\n",
                   body=TIMED)
     prof = profiles.Profile("test", "side by side", common={"pause": 4.0}, notebooks={})
-    monkeypatch.setattr(pipeline.zoo, "cpu_cores", lambda: 4)  # 4 cores, 2 jobs -> 2 threads per kernel
+    monkeypatch.setattr(pipeline.runtime, "cpu_cores", lambda: 4)  # 4 cores, 2 jobs -> 2 threads per kernel
     out = pipeline.run(prof, out_root=tmp_path / "out", nb_dir=d, jobs=2)
     assert [o.name for o in out] == ["00_a", "01_b", "02_c"] and {o.status for o in out} == {"ran"}
     m = [o.doc["metrics"] for o in out]

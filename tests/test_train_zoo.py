@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from adasmooth import checkpoint, zoo
+from adasmooth import checkpoint, runtime, zoo
 from adasmooth.train import TrainConfig, fit
 
 from conftest import TINY
@@ -181,10 +181,10 @@ def test_cli_list_and_train(tmp_path):
 def test_train_many_side_by_side_equals_one_by_one(tmp_path, one_thread, monkeypatch):
     """Two one-thread worker processes give bit-identical checkpoints to training in this process
     with one thread, costliest recipe first; cached models are not retrained."""
-    monkeypatch.setattr(zoo, "cpu_cores", lambda: 2)  # workers get 2 // 2 = 1 thread on any machine
+    monkeypatch.setattr(runtime, "cpu_cores", lambda: 2)  # workers get 2 // 2 = 1 thread on any machine
     ov = dict(TINY, train_subset=600, epochs=1, eval_n=50)
     names = ["fmnist-standard", "fmnist-gauss-0.25"]
-    assert zoo._cost("fmnist-linf-at") > zoo._cost("fmnist-standard")
+    assert zoo.training_cost("fmnist-linf-at") > zoo.training_cost("fmnist-standard")
     with pytest.raises(ValueError, match="jobs"):
         zoo.train_many(names, overrides=ov, root=tmp_path / "x", device="cpu", jobs=0)
     side = zoo.train_many(names, overrides=ov, root=tmp_path / "side", device="cpu", jobs=2)

@@ -7,7 +7,9 @@ gradient of the global batch mean.  Evaluation (attacks, certification) shards t
 ranks in fixed chunks of ``chunk_size`` inputs (chunk k always gets seed ``seed + k``) and gathers
 the per-input results in input order: any world size returns what one process returns.
 
-The command line is in ``adasmooth/distributed/__main__.py``.
+The command line is in ``adasmooth/distributed/__main__.py``: an entry point, the only part of
+this package that uses the zoo; the package itself imports nothing above runtime and attacks, so
+the zoo and the trainer can import it.
 """
 from __future__ import annotations
 
@@ -311,7 +313,7 @@ def pgd_per_input(model, x, y, *, eps: float, steps: int, norm: str = "linf", st
                   restarts: int = 1, chunk_size: int = 100, seed: int = 0, progress: bool = False) -> dict:
     """Sharded PGD: per input, ``clean`` / ``robust`` correctness and the adversarial margin
     z_y - max_{i≠y} z_i of ``model`` at the PGD point (inputs in order, on every rank)."""
-    from ..attacks import margin, pgd
+    from ..attacks import logit_margin, pgd
 
     dev = next(model.parameters()).device
 
@@ -322,6 +324,6 @@ def pgd_per_input(model, x, y, *, eps: float, steps: int, norm: str = "linf", st
         with torch.no_grad():
             z_clean, z_adv = model(xb), model(adv)
         return {"clean": (z_clean.argmax(1) == yb).cpu(), "robust": (z_adv.argmax(1) == yb).cpu(),
-                "margin": margin(z_adv.float(), yb).cpu()}
+                "margin": logit_margin(z_adv.float(), yb).cpu()}
 
     return sharded_map(one_chunk, x, y, chunk_size=chunk_size, seed=seed, progress=progress)
