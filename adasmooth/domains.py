@@ -174,7 +174,7 @@ def _lazy() -> tuple[dict, dict]:
         "dataset": _dataset(), "norm": choices("linf", "l2"), "space": choices("prob", "logit"),
         "eps": POSITIVE, "eps_linf": POSITIVE, "eps_l2": POSITIVE, "step_size_sm2a": POSITIVE,
         "step_size_sm2b": POSITIVE,
-        "steps": COUNT, "steps_fig1": COUNT, "steps_sm2": COUNT, "batch_size": COUNT, "epochs": COUNT,
+        "steps": COUNT, "steps_fig1": COUNT, "steps_sm2": COUNT, "batch_size": COUNT, "attack_batch_size": COUNT, "epochs": COUNT,
         "n_eval": multiple_of_classes(), "headline_n": multiple_of_classes(),
         "square_n": Domain(lambda v, p: multiple_of_classes(zero=True).ok(v, p) and v <= p.get("headline_n", v),
                            "0 or a positive multiple of the class count {k}, at most headline_n"),
