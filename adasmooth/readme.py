@@ -21,7 +21,7 @@ from . import results, verdicts
 
 PROJECT = Path(__file__).resolve().parents[1]
 README = PROJECT / "README.md"
-BLOCKS = ("run", "headline")
+BLOCKS = ("run", "headline", "methods")
 GENERATED = ("<!-- generated from results/{profile} by `python -m adasmooth summary --profile {profile}` "
              "(adasmooth.readme); do not edit by hand -->")
 TARGET_MAIN_S, TARGET_NOTEBOOKS_S = 30 * 60, 20 * 60  # the issue's targets for `make reproduce` on 2 CPU cores
@@ -174,17 +174,24 @@ def _highlights(docs: dict) -> list[str]:
     return out or ["- no results recorded"]
 
 
-def _headline_block(docs: dict, profile: str) -> list[str]:
-    d = docs.get("04_loss_ablation") or {}
-    tabs = {t.get("title"): t for t in d.get("tables") or []}
+def _tables_block(docs: dict, profile: str, stem: str, prefixes: tuple, missing: str) -> list[str]:
+    """Every table of notebook ``stem``'s results whose title starts with one of ``prefixes``, in order."""
+    d = docs.get(stem) or {}
     lines = [GENERATED.format(profile=profile), ""]
-    for title in ("Headline: learned α_θ vs constant α (95 % intervals)",
-                  "Headline: paired tests (McNemar, same images)"):
-        if title in tabs:
-            lines += [f"**{title}**", "", results.markdown_table(tabs[title]), ""]
+    for t in d.get("tables") or []:
+        if str(t.get("title", "")).startswith(prefixes):
+            lines += [f"**{t['title']}**", "", results.markdown_table(t), ""]
     if len(lines) == 2:
-        lines.append("No headline recorded.")
+        lines.append(missing)
     return lines
+
+
+def _headline_block(docs: dict, profile: str) -> list[str]:
+    return _tables_block(docs, profile, "04_loss_ablation", ("Headline", "Curves"), "No headline recorded.")
+
+
+def _methods_block(docs: dict, profile: str) -> list[str]:
+    return _tables_block(docs, profile, "07_mixing_methods", ("Mixing methods",), "No mixing-method comparison recorded.")
 
 
 def render(folder=None, profile: str = "default") -> dict[str, str]:
@@ -192,7 +199,8 @@ def render(folder=None, profile: str = "default") -> dict[str, str]:
     (default ``results/<profile>``)."""
     folder = Path(folder) if folder else PROJECT / "results" / profile
     docs = _docs(folder)
-    blocks = {"run": _run_block(folder, docs, profile), "headline": _headline_block(docs, profile)}
+    blocks = {"run": _run_block(folder, docs, profile), "headline": _headline_block(docs, profile),
+              "methods": _methods_block(docs, profile)}
     return {k: "\n".join(v).strip() for k, v in blocks.items()}
 
 

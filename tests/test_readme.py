@@ -53,10 +53,11 @@ def test_render_and_update_follow_the_results(tmp_path):
     assert "**1234 s of wall time (20.6 min)**, within the 30-minute target" in blocks["run"]
     assert "scale 1: 55.0 % [" in blocks["run"] and "best scale: 1." in blocks["run"]
     assert "No headline recorded." in blocks["headline"]
+    assert "No mixing-method comparison recorded." in blocks["methods"]
     page = tmp_path / "README.md"
-    body = "# t\n\nprose 1\n\n{}\nold 99 %\n{}\n\nprose 2\n\n{}\n{}\n"
+    body = "# t\n\nprose 1\n\n{}\nold 99 %\n{}\n\nprose 2\n\n{}\n{}\n\n{}\n{}\n"
     page.write_text(body.format(readme.begin("run"), readme.end("run"), readme.begin("headline"),
-                                readme.end("headline")))
+                                readme.end("headline"), readme.begin("methods"), readme.end("methods")))
     assert readme.update(page, out)
     text = page.read_text()
     assert "old 99 %" not in text and text.startswith("# t\n\nprose 1\n\n") and "\n\nprose 2\n\n" in text
@@ -72,3 +73,19 @@ def test_render_and_update_follow_the_results(tmp_path):
 def test_update_readme_only_for_the_projects_default_results(tmp_path):
     assert not pipeline.update_readme("default", tmp_path)  # another folder: the README quotes results/default only
     assert not pipeline.update_readme("smoke", ROOT / "results" / "default")
+
+
+def test_the_headline_and_methods_blocks_carry_the_notebooks_tables(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    t = results.table(["method", "attacked %"], [["constant", "61.2 [58.1, 64.2]"]])
+    results.write(out, "04_loss_ablation", params={}, metrics={},
+                  tables={"Table SM2: left out": results.table(["x"], [[1]]),
+                          "Curves: learned α_θ vs constant α": t})
+    results.write(out, "07_mixing_methods", params={}, metrics={},
+                  tables={"Mixing methods: verdict per clean accuracy": results.table(["target", "verdict"],
+                                                                                       [["89.0", "tie"]])})
+    b = readme.render(out)
+    assert "**Curves: learned α_θ vs constant α**" in b["headline"] and "61.2 [58.1, 64.2]" in b["headline"]
+    assert "Table SM2" not in b["headline"]
+    assert "**Mixing methods: verdict per clean accuracy**" in b["methods"] and "| 89.0 | tie |" in b["methods"]
