@@ -140,9 +140,10 @@ def curve_tables(doc: dict) -> dict:
     return {"points": points, "paired": paired}
 
 
-def plot_curves(doc: dict, ax=None):
-    """Attacked vs clean accuracy of both methods over their knob, 95 % intervals as error bars; the
-    ends g (α = 0) and h (α = 1) are shared."""
+def plot_curves(doc: dict, ax=None, *, title: str = "learned α_θ vs constant α", label=None):
+    """Attacked vs clean accuracy of each method over its knob, 95 % intervals as error bars; the
+    ends g (α = 0) and h (α = 1) are shared.  ``label(name)`` names a method's curve in the legend
+    (default: the learned one "over its shift"); also draws notebook 07's methods (:func:`methods.plot`)."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -161,14 +162,14 @@ def plot_curves(doc: dict, ax=None):
         xerr = [[100 * (m["clean"]["acc"] - m["clean"]["low"]) for m in pts],
                 [100 * (m["clean"]["high"] - m["clean"]["acc"]) for m in pts]]
         ax.errorbar(cx, ay, xerr=xerr, yerr=yerr, fmt="-o", color=f"C{i}", capsize=3, ms=4,
-                    label=name if name == "constant" else f"{name} (α_θ over its shift)")
+                    label=label(name) if label else name if name == "constant" else f"{name} (α_θ over its shift)")
     for label, m in ends.items():
         ax.annotate(label, (100 * m["clean"]["acc"], 100 * m["attacked"]["acc"]), textcoords="offset points",
                     xytext=(4, 4), fontsize=8)
     b = doc["budget"]
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel(f"attacked accuracy (%), ℓ{'∞' if b['norm'] == 'linf' else '2'} ε = {b['eps']:g}")
-    ax.set_title(f"learned α_θ vs constant α at matched clean accuracies (validation-chosen)\n"
+    ax.set_title(f"{title} at matched clean accuracies (validation-chosen)\n"
                  f"n = {doc['n']} test images, full attack set but Square, Clopper-Pearson 95 %", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

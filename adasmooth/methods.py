@@ -207,33 +207,8 @@ def tables(doc: dict) -> dict:
 
 
 def plot(doc: dict, ax=None):
-    """Attacked vs clean (test) accuracy of each method over the matched points, 95 % intervals."""
-    import matplotlib.pyplot as plt
+    """Attacked vs clean (test) accuracy of each method over the matched points, 95 % intervals
+    (:func:`matched.plot_curves`)."""
+    from .matched import plot_curves
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.4))
-    names = list(dict.fromkeys(n for pt in doc["points"] for n in pt["methods"]))
-    ends = doc.get("endpoints", {})
-    for i, name in enumerate(names):
-        pts = [pt["methods"][name] for pt in doc["points"] if name in pt["methods"]]
-        if "g" in ends and "h" in ends:
-            pts = [ends["h"]] + pts + [ends["g"]]
-        pts.sort(key=lambda m: m["clean"]["acc"])
-        cx = [100 * m["clean"]["acc"] for m in pts]
-        ay = [100 * m["attacked"]["acc"] for m in pts]
-        yerr = [[100 * (m["attacked"]["acc"] - m["attacked"]["low"]) for m in pts],
-                [100 * (m["attacked"]["high"] - m["attacked"]["acc"]) for m in pts]]
-        xerr = [[100 * (m["clean"]["acc"] - m["clean"]["low"]) for m in pts],
-                [100 * (m["clean"]["high"] - m["clean"]["acc"]) for m in pts]]
-        ax.errorbar(cx, ay, xerr=xerr, yerr=yerr, fmt="-o", color=f"C{i}", capsize=3, ms=4, label=name)
-    for label, m in ends.items():
-        ax.annotate(label, (100 * m["clean"]["acc"], 100 * m["attacked"]["acc"]), textcoords="offset points",
-                    xytext=(4, 4), fontsize=8)
-    b = doc["budget"]
-    ax.set_xlabel("clean accuracy (%)")
-    ax.set_ylabel(f"attacked accuracy (%), ℓ{'∞' if b['norm'] == 'linf' else '2'} ε = {b['eps']:g}")
-    ax.set_title(f"constant α, learned α_θ and MixedNUTS at matched clean accuracies (validation-chosen)\n"
-                 f"n = {doc['n']} test images, full attack set but Square, Clopper-Pearson 95 %", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return ax
+    return plot_curves(doc, ax, title="constant α, learned α_θ and MixedNUTS", label=str)
