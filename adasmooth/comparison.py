@@ -20,19 +20,17 @@ Clopper-Pearson (95 %), "A beats B" is McNemar's exact test on the same images.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import time
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn as nn
 
-from . import checkpoint
+from .attack_cache import cached_values as _cached
+from .attack_cache import fingerprint, images_hash as _images_hash
+from .attack_cache import key as _key
 from .attacks import autoattack, pgd, predict
 from .mixing import MixedClassifier
-from .runtime import batches, data_root, progress_bar
+from .runtime import batches, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -82,23 +80,6 @@ def auc(neg: torch.Tensor, pos: torch.Tensor) -> float:
 # ---------------------------------------------------------------------------------------------
 # Models compared
 # ---------------------------------------------------------------------------------------------
-def fingerprint(*modules: nn.Module, extra=None) -> str:
-    """sha256 of the modules' weights and buffers (and ``extra``): the content address of a mixer."""
-    h = hashlib.sha256()
-    for m in modules:
-        for k, v in sorted(m.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
-    return h.hexdigest()
-
-
-def _images_hash(x, y) -> str:
-    h = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes())
-    h.update(y.detach().cpu().numpy().tobytes())
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------------------------------------
 # The attack set
 # ---------------------------------------------------------------------------------------------
@@ -238,28 +219,6 @@ def attack_set(model, budget: Budget) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Running it, with the content-addressed cache
 # ---------------------------------------------------------------------------------------------
-def cache_dir():
-    return data_root() / "attack-cache"
-
-
-def _cached(key: str, compute, use_cache: bool, dtype=torch.bool):
-    """``(values, seconds, hit)``: the per-image tensor stored under ``key``, or ``compute()`` stored there."""
-    path = cache_dir() / f"{key}.json"
-    if use_cache and path.exists():
-        try:
-            doc = json.loads(path.read_text())
-            return torch.tensor(doc["correct"], dtype=dtype), doc["seconds"], True
-        except (ValueError, KeyError):
-            log.warning("ignoring unreadable attack-cache entry %s", path)
-    t0 = time.perf_counter()
-    correct = compute()
-    seconds = time.perf_counter() - t0
-    if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint.atomic_write_json(path, {"correct": correct.cpu().tolist(), "seconds": round(seconds, 2)})
-    return correct.cpu(), seconds, False
-
-
 def _correct(model, x, y, bs):
     return (predict(model, x, bs) == y).cpu()
 
@@ -296,8 +255,7 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, budget: Budget, *, identit
             ok, secs, hit = torch.zeros(0, dtype=torch.bool), 0.0, False
         else:
             xs, ys = x[idx.to(dev)], y[idx.to(dev)]
-            key = hashlib.sha256(json.dumps({**base_key, "attack": name, "images": _images_hash(xs, ys)},
-                                            sort_keys=True).encode()).hexdigest()[:32]
+            key = _key({**base_key, "attack": name, "images": _images_hash(xs, ys)})
 
             def compute(attack=attack, xs=xs, ys=ys):
                 return _correct(model, attack(xs, ys), ys, bs)
@@ -346,8 +304,7 @@ def diagnostics(model, x, y, budget: Budget, *, identity: str, use_cache: bool =
     a_clean = alpha_values(model, x)
     out = {"clean": {"quantiles": torch.quantile(a_clean.double(), qs).tolist()}, "quantile_levels": levels}
     for name, w in (("pgd-ce/full/w=0.2", 0.2), ("evasion/w=0.9", 0.9)):
-        key = hashlib.sha256(json.dumps({"identity": identity, "budget": asdict(budget), "alpha_on": name,
-                                         "images": _images_hash(x, y)}, sort_keys=True).encode()).hexdigest()[:32]
+        key = _key({"identity": identity, "budget": asdict(budget), "alpha_on": name, "images": _images_hash(x, y)})
 
         def compute(w=w):
             adv = attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=budget.steps, norm=budget.norm,

@@ -198,6 +198,7 @@ def _lazy() -> tuple[dict, dict]:
         "target_clean": interval(0, 1, lo_open=True), "target_position": PROB,
         "mix_batch_size": COUNT, "mix_steps_df": COUNT, "mix_width": COUNT,
         "mix_momentum": interval(0, 1, hi_open=True),
+        "range_width": interval(0, 1, lo_open=True),
         "c_ce": number_or_each(NON_NEGATIVE), "c_bce": NON_NEGATIVE, "c_prod": number_or_each(NON_NEGATIVE),
         "c_sum": POSITIVE, "scales": each(POSITIVE), "square_queries": interval(0, integer=True),
     }

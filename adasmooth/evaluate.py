@@ -128,7 +128,7 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
                    attacks: Sequence[str] = DEFAULT_ATTACKS, extra_attacks: Mapping[str, Callable] | None = None,
                    reference: Mapping[str, Callable] | None = None, n_targets: int = 3, apgd_iter: int = 100,
                    subsets: Mapping[str, Sequence[str]] | None = None, batch_size: int = 500, device=None,
-                   seed: int = 0, progress: bool = False) -> list[dict]:
+                   seed: int = 0, use_cache: bool = False, progress: bool = False) -> list[dict]:
     """Clean and attacked accuracy of h^α for every α in ``alphas`` and every mixing option.
 
     Each row: ``option, space, R, alpha, n, clean, attacked`` and the accuracy under each attack
@@ -140,7 +140,11 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
     ``reference`` attacks (e.g. AutoAttack) are reported in their own columns and in
     ``attacked_all`` (worst case including them) but not in ``attacked``.  ``subsets`` adds columns
     ``name: worst case over those attacks only`` (e.g. ``{"attacked_base": ("pgd_ce", "pgd_dlr")}``).
-    The models are used in their current mode (zoo models are in eval mode).
+    The models are used in their current mode (zoo models are in eval mode).  With ``use_cache`` each
+    row's per-image outcomes are read from (or written to) :mod:`adasmooth.attack_cache`, keyed by both
+    models' weights, the option, α, the attacks with every parameter, and the images (only attacks named
+    from ``ATTACKS``: ``extra_attacks`` and ``reference`` are callables the cache cannot key); the row then
+    says ``cached`` and keeps the ``seconds`` its computation took.
     """
     _check_xy(x, y)
     if norm not in NORMS:
@@ -162,17 +166,60 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
     for sname, members in subsets.items():
         if not members or any(m not in names for m in members):
             raise ValueError(f"subsets[{sname!r}] must name attacks among {names}, got {members!r}")
+    if use_cache and (extra_attacks or reference):
+        raise ValueError("use_cache=True needs attacks named from ATTACKS only: extra_attacks and reference are "
+                         "callables the attack cache cannot key")
     dev = _device(g, device)
     x, y = x.to(dev), y.to(dev)
     common = dict(eps=eps, steps=steps, norm=norm, step_size=step_size, random_start=random_start, seed=seed,
                   batch_size=batch_size)
     apgd = dict(eps=eps, norm=norm, n_iter=apgd_iter, seed=seed, batch_size=batch_size)
+    built: dict[str, Callable | torch.Tensor] = {}
+
+    def attack_fns():  # built on the first row that is not cached (the transfers cost one PGD run each)
+        if not built:
+            built.update(_named_attacks(g, h, x, y, attacks, common, apgd, n_targets))
+            built.update(extra_attacks or {})
+        return built
+
+    question = _cache_question(g, h, x, y, attacks, common, apgd, n_targets) if use_cache else None
+    reference = dict(reference or {})
+    rows = []
+    grid = [(o, float(a)) for o in options for a in alphas]
+    for oname, a in progress_bar(grid, progress=progress, desc="trade-off"):
+        space, R = OPTIONS[oname]
+        mix = MixedClassifier(g, h, a, space=space, R=R, dual_norm=dual_norm_of(norm))
+        masks, seconds, hit = _row_masks(mix, x, y, attack_fns, batch_size, dev,
+                                         {**question, "option": oname, "alpha": a} if use_cache else None)
+        row = {"option": oname, "space": space, "R": R, "alpha": a, "n": len(x),
+               "clean": _fraction(masks["clean"]), "attacked": _fraction(masks["correct"]),
+               **{k: _fraction(v) for k, v in masks["per_attack"].items()}}
+        for sname, members in subsets.items():
+            ok = torch.stack([masks["clean"], *(masks["per_attack"][m] for m in members)]).all(0)
+            row[sname] = _fraction(ok)
+        if reference:
+            t0 = time.perf_counter()
+            ref = robust_accuracy(mix, x, y, reference, batch_size=batch_size, device=dev)
+            row.update(ref.per_attack)
+            row["attacked_all"] = _fraction(masks["correct"] & ref.correct)
+            seconds += time.perf_counter() - t0
+        row["seconds"] = round(seconds, 2)
+        if use_cache:
+            row["cached"] = hit
+        log.info("%s α=%.3g: clean %.2f %%, attacked %.2f %%%s", oname, a, 100 * row["clean"], 100 * row["attacked"],
+                 " (cached)" if hit else "")
+        rows.append(row)
+    return rows
+
+
+def _named_attacks(g, h, x, y, attacks, common: dict, apgd: dict, n_targets: int) -> dict:
+    """The attacks of ``tradeoff_curve`` by name; the transfers as examples crafted once on g or h alone."""
     direct = {"pgd_ce": partial(pgd, loss="ce", **common), "pgd_dlr": partial(pgd, loss="dlr", **common),
               "pgd_cw": partial(pgd, loss="margin", **common),
               "pgd_t": partial(pgd_targeted, n_targets=n_targets, loss="dlr", **common),
               "apgd_ce": partial(autoattack, attacks=("apgd-ce",), **apgd),
               "apgd_t": partial(apgd_targeted, n_targets=n_targets, **apgd)}
-    chosen: dict[str, Callable | torch.Tensor] = {}
+    chosen = {}
     for name in attacks:
         if name.startswith("transfer_"):   # crafted once on g or h alone, reused for every mix
             t0 = time.perf_counter()
@@ -180,30 +227,43 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
             log.info("%s crafted in %.1f s", name, time.perf_counter() - t0)
         else:
             chosen[name] = direct[name]
-    chosen.update(extra_attacks or {})
-    reference = dict(reference or {})
-    rows = []
-    grid = [(o, float(a)) for o in options for a in alphas]
-    for oname, a in progress_bar(grid, progress=progress, desc="trade-off"):
-        space, R = OPTIONS[oname]
-        t0 = time.perf_counter()
-        mix = MixedClassifier(g, h, a, space=space, R=R, dual_norm=dual_norm_of(norm))
+    return chosen
+
+
+def _cache_question(g, h, x, y, attacks, common: dict, apgd: dict, n_targets: int) -> dict:
+    from .attack_cache import fingerprint, images_hash
+
+    for name, m in (("g", g), ("h", h)):
+        if not hasattr(m, "state_dict"):
+            raise ValueError(f"use_cache=True needs {name} to be a torch module (its weights are the cache key)")
+    return {"what": "evaluate.tradeoff_curve row", "g": fingerprint(g, extra=repr(g)),
+            "h": fingerprint(h, extra=repr(h)), "images": images_hash(x, y), "attacks": list(attacks),
+            "pgd": common, "apgd": apgd, "n_targets": n_targets}
+
+
+def _row_masks(mix, x, y, attack_fns, batch_size: int, dev, question: dict | None):
+    """``({"clean", "correct", "per_attack": {name: mask}}, seconds, cached)`` of one mixture."""
+    def compute():
         clean_ok = torch.cat([predict(mix, x[sl]) == y[sl] for sl in batches(len(x), batch_size)]).cpu()
+        chosen = attack_fns()
         rob = robust_accuracy(mix, x, y, chosen, batch_size=batch_size, device=dev,
                               only_robust=[k for k in chosen if k in CASCADED])
-        row = {"option": oname, "space": space, "R": R, "alpha": a, "n": len(x),
-               "clean": _fraction(clean_ok), "attacked": rob.accuracy, **rob.per_attack}
-        for sname, members in subsets.items():
-            ok = torch.stack([clean_ok, *(rob.per_attack_correct[m] for m in members)]).all(0)
-            row[sname] = _fraction(ok)
-        if reference:
-            ref = robust_accuracy(mix, x, y, reference, batch_size=batch_size, device=dev)
-            row.update(ref.per_attack)
-            row["attacked_all"] = _fraction(rob.correct & ref.correct)
-        row["seconds"] = round(time.perf_counter() - t0, 2)
-        log.info("%s α=%.3g: clean %.2f %%, attacked %.2f %%", oname, a, 100 * row["clean"], 100 * row["attacked"])
-        rows.append(row)
-    return rows
+        return {"clean": clean_ok, "correct": rob.correct, "per_attack": rob.per_attack_correct}
+
+    if question is None:
+        t0 = time.perf_counter()
+        masks = compute()
+        return masks, time.perf_counter() - t0, False
+    from .attack_cache import cached_doc, pack, unpack
+
+    def packed():
+        m = compute()
+        return {"clean": pack(m["clean"]), "correct": pack(m["correct"]),
+                "per_attack": {k: pack(v) for k, v in m["per_attack"].items()}}
+    doc, seconds, hit = cached_doc(question, packed, use_cache=True)
+    n = len(x)
+    return ({"clean": unpack(doc["clean"], n), "correct": unpack(doc["correct"], n),
+             "per_attack": {k: unpack(v, n) for k, v in doc["per_attack"].items()}}, seconds, hit)
 
 
 def autoattack_reference(*, eps: float, norm: str = "linf", attacks=("apgd-ce", "apgd-t"), seed: int = 0,

@@ -57,7 +57,8 @@ SMOKE = Profile(
     "smoke",
     "Tiny models, a few dozen images, one or two attack steps: checks that every notebook runs end to end "
     "(the numbers are not meaningful).",
-    common=dict(n_eval=50, steps=2, seed=0, batch_size=250, alphas=[0.0, 0.5, 1.0]),
+    # use_attack_cache False: the smoke run (and the tests) leave data/attack-cache alone
+    common=dict(n_eval=50, steps=2, seed=0, batch_size=250, alphas=[0.0, 0.5, 1.0], use_attack_cache=False),
     notebooks={
         "00_quickstart": dict(attacks=["pgd_ce", "pgd_dlr", "transfer_g"]),
         "01_theory_checks": dict(n_points=40, n_perturb=10, lemma_trials=1000, grid_side=40, n_eval=40,
@@ -67,16 +68,15 @@ SMOKE = Profile(
         "02_ri_ablation": dict(n_eval=30, steps_fig1=1, steps_sm2=1, h_trades="fmnist-linf-at", h_l2="fmnist-linf-at"),
         "03_certified_radii": dict(n_eval=40, n_samples=32, h="fmnist-gauss-0.25", sigma_h=0.25,
                                    baseline="fmnist-gauss-0.25", sigma_baseline=0.12),
-        # use_attack_cache False: the smoke run (and the tests) leave data/attack-cache alone
         "04_loss_ablation": dict(c_prod=[0.0, 0.2], c_ce=[0.0, 1.5], headline_n=30, square_queries=20, square_n=20,
-                                 use_attack_cache=False, curve_positions=[0.75], curve_endpoints=False,
+                                 curve_positions=[0.75], curve_endpoints=False,
                                  headline_mix_overrides=dict(train_subset=256, batch_size=32, steps_df=2, width=8),
                                  **_SMOKE_MIX),
         "05_sigmoid_scale": dict(scales=[1.0, 2.0], **_SMOKE_MIX),
         "06_alpha_explorer": dict(alphas=[0.0, 0.25, 0.5, 1.0], attacks=["pgd_ce", "transfer_g"]),
         # its own tiny learned mixer (not 04's: the two notebooks may run side by side in the same private zoo)
         "07_mixing_methods": dict(n_eval=30, curve_positions=[0.75], square_queries=20, square_n=20, apgd_iter=5,
-                                  use_attack_cache=False, nuts_n_fit=50, nuts_fit_steps=2,
+                                  nuts_n_fit=50, nuts_fit_steps=2,
                                   nuts_grid={"s": [0.2, 1.0], "p": [1.0, 2.0], "c": [-0.7, 0.0]},
                                   headline_mix_overrides=dict(train_subset=128, batch_size=32, steps_df=2, width=8)),
     },

@@ -1,0 +1,119 @@
+"""Tables SM2/SM3 cells with and without the evaluation range, and the attack cache behind them."""
+import json
+
+import pytest
+import torch
+
+from adasmooth import ablation, attack_cache, evaluate
+from adasmooth.adaptive import AdaptiveMixedClassifier
+from adasmooth.mixing import mix_log_probs
+from adasmooth.mixing_net import for_models
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ATTACK = dict(eps=0.1, steps=2, norm="linf", seed=0, apgd_iter=3, surrogate_scale=None)
+
+
+@pytest.fixture(scope="module")
+def model(g_model, h_model):
+    torch.manual_seed(0)
+    m = AdaptiveMixedClassifier(g_model, h_model, for_models(g_model, h_model, width=8)).eval()
+    return m
+
+
+@pytest.fixture
+def images(test_batch):
+    x, y = test_batch
+    return x[:60], y[:60]
+
+
+def _acc_with_range(model, x, y):
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+def test_cell_keeps_the_target_with_and_without_the_range(model, images, monkeypatch, tmp_path):
+    monkeypatch.setenv("ADASMOOTH_DATA", str(tmp_path))
+    x, y = images
+    t = ablation.common_target(model.g, model.h, x, y, target_clean=None, target_position=0.5)
+    assert min(t["acc_g"], t["acc_h"]) <= t["target"] <= max(t["acc_g"], t["acc_h"])
+    cell = ablation.evaluate_network(model, x, y, t["target"], range_width=0.15, use_cache=True, batch_size=30,
+                                     **ATTACK)
+    rng = cell["range"]
+    # both clean accuracies within one image of the target, the range of the requested width inside [0, 1]
+    assert abs(cell["clean"] - t["target"]) <= 1 / len(y) + 1e-9
+    assert abs(rng["clean"] - t["target"]) <= 1 / len(y) + 1e-9
+    assert 0 <= rng["alpha_min"] and rng["alpha_max"] == pytest.approx(rng["alpha_min"] + 0.15) and rng["alpha_max"] <= 1
+    for r in (cell, rng):
+        assert 0 <= r["worst"] <= r["full"] <= r["clean"] + 1e-9
+        assert r["cached"] is False
+    # the model is handed back with the full range, and the clamped accuracy is what the range gives
+    assert model.net.alpha_range == (0.0, 1.0)
+    model.net.set_alpha_range(rng["alpha_min"], rng["alpha_max"])
+    try:
+        assert _acc_with_range(model, x, y) == pytest.approx(rng["clean"])
+    finally:
+        model.net.set_alpha_range(0.0, 1.0)
+    # a rerun reads both attack results from the cache: same numbers, marked cached
+    again = ablation.evaluate_network(model, x, y, t["target"], range_width=0.15, use_cache=True, batch_size=30,
+                                      **ATTACK)
+    assert again["cached"] and again["range"]["cached"]
+    for k in ("full", "detached", "worst", "per_attack"):
+        assert again[k] == cell[k] and again["range"][k] == rng[k]
+    # another head is another question: a different scale misses the cache
+    model.net.set_head(scale=4.0)
+    try:
+        other = ablation.robust(model, x, y, use_cache=True, batch_size=30, **ATTACK)
+    finally:
+        model.net.set_head(scale=2.0)
+    assert other["cached"] is False
+    with pytest.raises(ValueError, match="range_width"):
+        ablation.calibrate_range(model, x, y, t["target"], 0.0)
+
+
+def test_calibrate_range_matches_a_direct_mix(model, images):
+    x, y = images
+    model.net.set_head(shift=0.3)
+    with torch.no_grad():
+        lg, lh = torch.log_softmax(model.g(x), 1), torch.log_softmax(model.h(x), 1)
+    acc_g = (lg.argmax(1) == y).float().mean().item()
+    acc_h = (lh.argmax(1) == y).float().mean().item()
+    target = 0.5 * (acc_g + acc_h)
+    res = ablation.calibrate_range(model, x, y, target, 0.1)
+    try:
+        with torch.no_grad():
+            _, alpha, _ = model(x, return_alpha=True)
+        assert float(alpha.min()) >= res.value - 1e-6 and float(alpha.max()) <= res.value + 0.1 + 1e-6
+        direct = (mix_log_probs(lg, lh, alpha).argmax(1) == y).float().mean().item()
+        assert direct == pytest.approx(res.accuracy, abs=1e-6)
+    finally:
+        model.net.set_alpha_range(0.0, 1.0)
+
+
+def test_tradeoff_rows_from_the_cache_equal_computed_ones(g_model, h_model, images, monkeypatch, tmp_path):
+    monkeypatch.setenv("ADASMOOTH_DATA", str(tmp_path))
+    x, y = images
+    kw = dict(eps=0.1, steps=2, attacks=("pgd_ce", "transfer_g", "apgd_t"), apgd_iter=2, batch_size=30,
+              subsets={"base": ("pgd_ce",)})
+    plain = evaluate.tradeoff_curve(g_model, h_model, [0.0, 0.6], ["prob"], x, y, **kw)
+    first = evaluate.tradeoff_curve(g_model, h_model, [0.0, 0.6], ["prob"], x, y, use_cache=True, **kw)
+    entries = sorted((tmp_path / "attack-cache").glob("*.json"))
+    assert len(entries) == 2 and "tradeoff_curve" in json.loads(entries[0].read_text())["question"]["what"]
+    again = evaluate.tradeoff_curve(g_model, h_model, [0.6, 0.8], ["prob"], x, y, use_cache=True, **kw)
+    assert [r["cached"] for r in first] == [False, False] and [r["cached"] for r in again] == [True, False]
+    drop = ("seconds", "cached")
+    for a, b in ((plain[1], first[1]), (plain[1], again[0])):
+        assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+    # other images are another question
+    other = evaluate.tradeoff_curve(g_model, h_model, [0.6], ["prob"], x[:30], y[:30], use_cache=True, **kw)
+    assert other[0]["cached"] is False
+    with pytest.raises(ValueError, match="extra_attacks and reference"):
+        evaluate.tradeoff_curve(g_model, h_model, [0.6], ["prob"], x, y, use_cache=True,
+                                extra_attacks={"none": lambda m, xx, yy: xx}, **kw)
+
+
+def test_packed_masks_round_trip():
+    m = torch.rand(37) > 0.5
+    assert torch.equal(attack_cache.unpack(attack_cache.pack(m), 37), m)
+    with pytest.raises(ValueError, match="expected 90"):
+        attack_cache.unpack(attack_cache.pack(m), 90)
