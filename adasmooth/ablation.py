@@ -41,7 +41,7 @@ def constant_baseline(g, h, x, y, target: float, *, eps: float, steps: int, norm
     """The constant α with clean accuracy ``target`` on (x, y), attacked with CE- and margin-PGD (random
     start), PGD transferred from g and h, and APGD-T (``apgd_iter`` iterations; 0: none)."""
     const = calibrate_constant_alpha(g, h, x, y, target, batch_size=batch_size)
-    attacks = ("pgd_ce", "pgd_cw", "transfer_g", "transfer_h") + (("apgd_t",) if apgd_iter else ())
+    attacks = ("pgd_ce", "pgd_margin", "transfer_g", "transfer_h") + (("apgd_t",) if apgd_iter else ())
     row = evaluate.tradeoff_curve(g, h, [const.value], ["prob"], x, y, eps=eps, steps=steps, norm=norm,
                                   random_start=True, attacks=attacks, apgd_iter=max(apgd_iter, 1),
                                   batch_size=batch_size, seed=seed, use_cache=use_cache)[0]

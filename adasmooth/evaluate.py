@@ -37,7 +37,7 @@ OPTIONS = {
     "logit_grad_ratio": ("logit", "grad_ratio"),
 }
 # attacks tradeoff_curve knows by name; the default set is what the reported robust accuracy uses
-ATTACKS = ("pgd_ce", "pgd_dlr", "pgd_cw", "pgd_t", "apgd_ce", "apgd_t", "transfer_g", "transfer_h")
+ATTACKS = ("pgd_ce", "pgd_dlr", "pgd_margin", "pgd_t", "apgd_ce", "apgd_t", "transfer_g", "transfer_h")
 DEFAULT_ATTACKS = ("pgd_ce", "pgd_dlr", "transfer_g", "transfer_h", "apgd_t")
 # the costly APGD attacks run last, only on the inputs the cheaper ones left correct (as AutoAttack does)
 CASCADED = ("apgd_ce", "apgd_t")
@@ -133,7 +133,7 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
 
     Each row: ``option, space, R, alpha, n, clean, attacked`` and the accuracy under each attack
     alone.  ``attacked`` is the per-input worst case over ``attacks`` (names from ``ATTACKS``: PGD
-    with CE / DLR / CW loss, targeted DLR-PGD towards ``n_targets`` classes, and CE-PGD crafted on g
+    with CE / DLR / margin (Carlini-Wagner) loss, targeted DLR-PGD towards ``n_targets`` classes, and CE-PGD crafted on g
     or h alone and transferred, all ``steps`` steps; APGD-CE and APGD-T (``n_targets`` classes) with
     ``apgd_iter`` iterations; ε = ``eps``) and ``extra_attacks``.  The APGD attacks run last and only
     on the inputs every other attack left correct, so their columns hold the worst case up to them.
@@ -215,7 +215,7 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
 def _named_attacks(g, h, x, y, attacks, common: dict, apgd: dict, n_targets: int) -> dict:
     """The attacks of ``tradeoff_curve`` by name; the transfers as examples crafted once on g or h alone."""
     direct = {"pgd_ce": partial(pgd, loss="ce", **common), "pgd_dlr": partial(pgd, loss="dlr", **common),
-              "pgd_cw": partial(pgd, loss="margin", **common),
+              "pgd_margin": partial(pgd, loss="margin", **common),
               "pgd_t": partial(pgd_targeted, n_targets=n_targets, loss="dlr", **common),
               "apgd_ce": partial(autoattack, attacks=("apgd-ce",), **apgd),
               "apgd_t": partial(apgd_targeted, n_targets=n_targets, **apgd)}

@@ -21,7 +21,7 @@ from . import results, verdicts
 
 PROJECT = Path(__file__).resolve().parents[1]
 README = PROJECT / "README.md"
-BLOCKS = ("run", "headline", "methods")
+BLOCKS = ("run", "zoo", "tradeoff", "headline", "methods", "certified")
 GENERATED = ("<!-- generated from results/{profile} by `python -m adasmooth summary --profile {profile}` "
              "(adasmooth.readme); do not edit by hand -->")
 TARGET_MAIN_S, TARGET_NOTEBOOKS_S = 30 * 60, 20 * 60  # the issue's targets for `make reproduce` on 2 CPU cores
@@ -153,7 +153,8 @@ def _highlights(docs: dict) -> list[str]:
         out.append(f"- Table SM2 (04, n = {n}, every cell shifted to {_pct(m.get('target_clean', 0))} clean): "
                    f"{_acc(lo['full'], n)} to {_acc(hi['full'], n)} (full threat); the constant α "
                    f"{_acc(m.get('constant_pgd', 0), n)}; best cells (c_prod, c_CE): "
-                   + ", ".join(f"({p:g}, {ce:g})" for p, ce in best) + ".")
+                   + ", ".join(f"({p:g}, {ce:g})" for p, ce in best) + "."
+                   + _with_range([c.get("range") for c in cells], n, m))
     d = docs.get("05_sigmoid_scale") or {}
     per = [s for s in (d.get("data") or {}).get("per_scale") or [] if s.get("full") is not None]
     if per:
@@ -163,7 +164,8 @@ def _highlights(docs: dict) -> list[str]:
         out.append(f"- Table SM3 (05, n = {n}): "
                    + "; ".join(f"scale {s['scale']:g}: {_acc(s['full'], n)}" for s in per)
                    + f"; the constant α {_acc(m.get('constant_pgd', 0), n)}; best scale"
-                   + (f"s (tie): {_names(f'{b:g}' for b in best)}" if len(best) > 1 else f": {best[0]:g}") + ".")
+                   + (f"s (tie): {_names(f'{b:g}' for b in best)}" if len(best) > 1 else f": {best[0]:g}") + "."
+                   + _with_range([s.get("range") for s in per], n, m))
     d = docs.get("01_theory_checks") or {}
     m = d.get("metrics") or {}
     if "lemma1_violations" in m:
@@ -172,6 +174,16 @@ def _highlights(docs: dict) -> list[str]:
                    f"violations in {m.get('theorem1_certified')} / {m.get('theorem2_certified')} certified cases; "
                    f"Theorem 3: {m.get('theorem3_violations')} violations.")
     return out or ["- no results recorded"]
+
+
+def _with_range(ranged: list, n, metrics: dict) -> str:
+    """" With the evaluation range ...": the same cells clamped to their range (empty when not recorded)."""
+    if not ranged or any(r is None for r in ranged):
+        return ""
+    lo, hi = min(r["full"] for r in ranged), max(r["full"] for r in ranged)
+    above = sum(r["full"] > metrics.get("constant_pgd", 1) for r in ranged)
+    return (f" With the evaluation range (width {ranged[0]['width']:g}, α_min chosen for the same clean accuracy): "
+            f"{_acc(lo, n)} to {_acc(hi, n)}, {above} of {len(ranged)} above the constant α's point estimate.")
 
 
 def _tables_block(docs: dict, profile: str, stem: str, prefixes: tuple, missing: str) -> list[str]:
@@ -194,13 +206,60 @@ def _methods_block(docs: dict, profile: str) -> list[str]:
     return _tables_block(docs, profile, "07_mixing_methods", ("Mixing methods",), "No mixing-method comparison recorded.")
 
 
+def _zoo_block(profile: str) -> list[str]:
+    """The shipped base models with their recorded metrics (data/zoo metadata; the default profile's zoo)."""
+    from . import zoo
+
+    lines = [GENERATED.format(profile=profile).replace(f"results/{profile}", "data/zoo"), "",
+             "| name | recipe | clean % [95 % CI] | robust % [95 % CI] | noisy % [95 % CI] | train + eval (s, one thread) |",
+             "|---|---|---|---|---|---|"]
+    for r in zoo.table():
+        if r.get("cached") is not True:
+            lines.append(f"| {r['name']} | {r['description']} | not cached | | | |")
+            continue
+        n = r["n_eval"]
+        rob = f"{_acc(r['robust'], n)} ({r['robust_attack']})" if "robust" in r else ""
+        noisy = _acc(r["noisy"], n) if "noisy" in r else ""
+        lines.append(f"| {r['name']} | {r['description']} | {_acc(r['clean'], n)} | {rob} | {noisy} | "
+                     f"{r['train_seconds']:.0f} + {r['eval_seconds']:.0f} |")
+    return lines
+
+
+def _tradeoff_block(docs: dict, profile: str) -> list[str]:
+    """Notebook 00's trade-off of h^α (probability mixing) and notebook 02's areas under the curves."""
+    lines = [GENERATED.format(profile=profile), ""]
+    d = docs.get("00_quickstart") or {}
+    rows = (d.get("data") or {}).get("curve") or []
+    if rows:
+        p = d.get("params") or {}
+        attacks = [k for k in rows[0] if k not in ("R", "alpha", "attacked", "cached", "clean", "n", "option",
+                                                   "seconds", "space")]
+        lines += [f"**Trade-off of h^α (notebook 00, n = {rows[0]['n']}, {p.get('norm')} ε = {p.get('eps')}, "
+                  f"{p.get('steps')} steps; attacked = per-image worst case over {', '.join(attacks)})**", "",
+                  "| α | clean % [95 % CI] | attacked % [95 % CI] |", "|---|---|---|"]
+        lines += [f"| {r['alpha']:g} | {_acc(r['clean'], r['n'])} | {_acc(r['attacked'], r['n'])} |" for r in rows]
+        lines.append("")
+    areas = _tables_block(docs, profile, "02_ri_ablation", ("Area under",), "")[2:]
+    lines += [ln.replace("**Area under", "**Notebook 02: area under", 1) for ln in areas if ln or len(lines) > 2]
+    if len(lines) == 2:
+        lines.append("No trade-off recorded.")
+    return lines
+
+
+def _certified_block(docs: dict, profile: str) -> list[str]:
+    return _tables_block(docs, profile, "03_certified_radii", ("Certified accuracy",), "No certified radii recorded.")
+
+
 def render(folder=None, profile: str = "default") -> dict[str, str]:
     """Every README block's text (name -> markdown, without the markers) from the results in ``folder``
     (default ``results/<profile>``)."""
     folder = Path(folder) if folder else PROJECT / "results" / profile
     docs = _docs(folder)
     blocks = {"run": _run_block(folder, docs, profile), "headline": _headline_block(docs, profile),
-              "methods": _methods_block(docs, profile)}
+              "methods": _methods_block(docs, profile), "tradeoff": _tradeoff_block(docs, profile),
+              "certified": _certified_block(docs, profile)}
+    if profile == "default":
+        blocks["zoo"] = _zoo_block(profile)
     return {k: "\n".join(v).strip() for k, v in blocks.items()}
 
 
