@@ -21,7 +21,7 @@ from . import results, verdicts
 
 PROJECT = Path(__file__).resolve().parents[1]
 README = PROJECT / "README.md"
-BLOCKS = ("run", "zoo", "tradeoff", "headline", "methods", "certified")
+BLOCKS = ("run", "zoo", "retrain", "tradeoff", "headline", "methods", "certified")
 GENERATED = ("<!-- generated from results/{profile} by `python -m adasmooth summary --profile {profile}` "
              "(adasmooth.readme); do not edit by hand -->")
 TARGET_MAIN_S, TARGET_NOTEBOOKS_S = 30 * 60, 20 * 60  # the issue's targets for `make reproduce` on 2 CPU cores
@@ -225,6 +225,16 @@ def _zoo_block(profile: str) -> list[str]:
     return lines
 
 
+def _retrain_block(folder: Path, profile: str) -> list[str]:
+    """``results/<profile>-retrain/retrain_comparison.md`` (written by ``reproduce --retrain``), when present."""
+    path = folder.parent / f"{profile}-retrain" / "retrain_comparison.md"
+    lines = [GENERATED.format(profile=profile).replace(f"results/{profile}", f"results/{profile}-retrain"), ""]
+    if not path.exists():
+        return lines + ["No retrained models recorded."]
+    body = path.read_text(encoding="utf-8").splitlines()
+    return lines + [ln for ln in body if not ln.startswith("# ")]
+
+
 def _tradeoff_block(docs: dict, profile: str) -> list[str]:
     """Notebook 00's trade-off of h^α (probability mixing) and notebook 02's areas under the curves."""
     lines = [GENERATED.format(profile=profile), ""]
@@ -260,6 +270,7 @@ def render(folder=None, profile: str = "default") -> dict[str, str]:
               "certified": _certified_block(docs, profile)}
     if profile == "default":
         blocks["zoo"] = _zoo_block(profile)
+        blocks["retrain"] = _retrain_block(folder, profile)
     return {k: "\n".join(v).strip() for k, v in blocks.items()}
 
 

@@ -181,6 +181,14 @@ def _checkpoints(root) -> dict:
     return out
 
 
+def _identical(a, b) -> str:
+    if b is None:
+        return "not retrained"
+    if a is None:
+        return "not shipped"
+    return "yes" if a["sha256"] == b["sha256"] else "no"
+
+
 def write_comparison(path, *, retrained_root, shipped_root=None) -> Path:
     """``retrain_comparison.md``: each shipped model beside its retrained version (hash, recorded metrics)."""
     import platform
@@ -201,7 +209,7 @@ def write_comparison(path, *, retrained_root, shipped_root=None) -> Path:
             mt = m.get("metrics") or {k: m[k] for k in ("final_loss", "train_seconds") if k in m}
             return ", ".join(f"{k} {v:.4g}" for k, v in mt.items() if isinstance(v, float))
         lines.append(f"| {key} | {a['sha256'][:12] if a else '–'} | {b['sha256'][:12] if b else '–'} | "
-                     f"{'yes' if a and b and a['sha256'] == b['sha256'] else 'no'} | {metrics(a)} | {metrics(b)} |")
+                     f"{_identical(a, b)} | {metrics(a)} | {metrics(b)} |")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
