@@ -219,8 +219,9 @@ def test_failed_notebook_keeps_its_executed_copy_and_no_results(nb_dir, tmp_path
 def test_main_returns_1_when_a_notebook_fails(nb_dir, tmp_path, monkeypatch, capsys):
     prof = _profile(**{"00_first": {"fail": True}})
     monkeypatch.setattr(pipeline.profiles, "get", lambda name: prof)
-    monkeypatch.setattr(pipeline, "discover", lambda d=None, _real=pipeline.discover: _real(nb_dir))
-    monkeypatch.setattr(pipeline, "PROJECT", tmp_path)
+    # plan() looks discover and PROJECT up in pipeline.params at call time (and so does every other module)
+    monkeypatch.setattr(pipeline.params, "discover", lambda d=None, _real=pipeline.discover: _real(nb_dir))
+    monkeypatch.setattr(pipeline.params, "PROJECT", tmp_path)
 
     class Args:
         profile, only, force, device, progress, jobs = "test", "00", False, None, False, 1

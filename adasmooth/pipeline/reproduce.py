@@ -1,0 +1,144 @@
+"""``reproduce`` itself (:func:`run`): validate (:func:`~adasmooth.pipeline.params.plan`), train the missing zoo
+models, run the selected notebooks (:mod:`~adasmooth.pipeline.scheduler`) and write the summary
+(:mod:`~adasmooth.pipeline.summary`)."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from .. import profiles, resolve, results, zoo
+from . import params as _params
+from .execute import Outcome
+from .params import Plan, fingerprint, is_current, model_specs, plan, select
+from .scheduler import _notebook_jobs, _run_serial, _run_side_by_side, _trained_seconds
+from .summary import update_readme, write_summary
+
+log = logging.getLogger(__name__)
+
+
+def _zoo_names(specs) -> list[str]:
+    return list(dict.fromkeys(s for s in specs if resolve.kind(s) == "zoo"))
+
+
+def _zoo_rows(names: list[str], trained: dict, *, overrides, root, wall: float | None, also=()) -> list[dict]:
+    """One timing row per zoo model in ``names`` (``trained``: name -> seconds for those this run trained,
+    None for one that failed to train), a wall-time row when any was trained, and a "cached" row for
+    each cached model only ``also`` names."""
+    def status(n):
+        return "cached" if n not in trained else "failed" if trained[n] is None else "trained"
+
+    rows = [{"model": n, "status": status(n), "seconds": round(trained.get(n) or 0.0, 1)} for n in names]
+    if trained and wall is not None:
+        rows.append({"model": "(all, side by side)", "status": "wall time", "seconds": round(wall, 1)})
+    rows += [{"model": n, "status": "cached", "seconds": 0.0} for n in _zoo_names(also)
+             if n not in names and zoo.is_cached(n, overrides or None, root)]
+    return rows
+
+
+def prepare_zoo(specs: list[str], *, overrides: dict | None, root, device=None, progress=False,
+                also: list[str] = ()) -> list[dict]:
+    """Train the zoo models among ``specs`` that are not cached; return one timing row per zoo model,
+    plus a "cached" row for each cached zoo model that only ``also`` names (never trained here)."""
+    names = _zoo_names(specs)
+    zoo.discard_corrupt(names, overrides=overrides or None, root=root)  # retrained (a shipped one: an error)
+    missing = [n for n in names if not zoo.is_cached(n, overrides or None, root)]
+    if missing:
+        log.info("training zoo models %s", missing)
+    t0 = time.perf_counter()
+    zoo.train_many(names, overrides=overrides or None, root=root, device=device, progress=progress)
+    wall = time.perf_counter() - t0
+    return _zoo_rows(names, {n: _trained_seconds(n, overrides, root) for n in missing}, overrides=overrides,
+                     root=root, wall=wall, also=also)
+
+
+def run(profile: str | profiles.Profile, *, only=None, force: bool = False, device: str | None = None,
+        progress: bool = False, out_root=None, fig_dir=None, zoo_root=None, nb_dir=None,
+        jobs: int | None = None, retrain: bool = False, params: dict | None = None) -> list[Outcome]:
+    """Validate (:func:`plan`), train missing zoo models, run the selected notebooks and write the
+    summary; return the selected notebooks' outcomes (in notebook order).  On a CPU ``jobs`` notebooks
+    (default: one per core) run side by side, each kernel with cores // jobs threads.  The summary also
+    lists the notebooks left out by ``only`` whose results are current (``--only 02`` does not drop
+    the others from ``summary.md``).
+
+    Shipped checkpoints (``shipped``) are verified first and never trained: a missing or modified one
+    stops the run with how to restore it.  With ``retrain`` every model is trained into a fresh cache
+    ``results/<profile>-retrain/zoo`` (results and figures beside it) and ``retrain_comparison.md``
+    compares each retrained model with the shipped one."""
+    from .. import shipped
+
+    prof = profiles.get(profile) if isinstance(profile, str) else profile
+    if retrain:
+        out_root = Path(out_root) if out_root else _params.PROJECT / "results" / f"{prof.name}-retrain"
+        zoo_root = Path(zoo_root) if zoo_root else out_root / "zoo"
+        fig_dir = fig_dir or out_root / "figures"
+    every = plan(profile, device=device, out_root=out_root, fig_dir=fig_dir, zoo_root=zoo_root, nb_dir=nb_dir,
+                 params=params, params_only=only)
+    chosen = {p.stem for p in select([src for src, _ in every.notebooks], only)}
+    todo = [(src, params) for src, params in every.notebooks if src.stem in chosen]
+    jobs = _notebook_jobs(jobs, device, len(todo))  # checked before any training
+    if not retrain:
+        shipped.check(every.zoo_root)  # a missing or modified shipped file: RuntimeError with the fix
+    t0 = time.perf_counter()
+    specs = [s for src, params in todo for s in model_specs(src, params)]
+    left_out = [s for src, params in every.notebooks if src.stem not in chosen for s in model_specs(src, params)]
+    kw = dict(force=force, timeout=every.profile.execution_timeout, progress=progress, profile=every.profile.name)
+    done, zoo_rows = _train_and_run(every, todo, specs, kw, jobs=jobs, device=device, progress=progress,
+                                    also=left_out)
+    outcomes, listed = _listed(every, chosen, done)
+    ship = shipped.manifest(every.zoo_root)
+    _name_model_sources(zoo_rows, ship)
+    write_summary(every.out_root / "summary.md", every.profile, listed, zoo_rows, time.perf_counter() - t0,
+                  shipped_files=ship)
+    update_readme(every.profile.name, every.out_root)
+    if retrain:
+        shipped.write_comparison(every.out_root / "retrain_comparison.md", retrained_root=every.zoo_root)
+    return outcomes
+
+
+def _train_and_run(every: Plan, todo: list, specs: list[str], kw: dict, *, jobs: int, device, progress,
+                   also: list[str]) -> tuple[dict[str, Outcome], list[dict]]:
+    """Train the zoo models of ``specs`` that are missing and run ``todo`` (``[(src, params)]``): first the one,
+    then the other, notebook after notebook, when ``jobs == 1``; else in one pool of ``jobs`` workers, each
+    notebook starting once its models are cached.  Returns ({stem: Outcome}, the zoo timing rows)."""
+    runs = [(src, params, every.out_root / src.name) for src, params in todo]
+    overrides, root = every.profile.zoo_overrides, every.zoo_root
+    if jobs == 1:
+        zoo_rows = prepare_zoo(specs, overrides=overrides, root=root, device=device, progress=progress, also=also)
+        return _run_serial(runs, kw), zoo_rows
+    # the zoo models train in the same worker pool, each notebook starting once its models are cached
+    names = _zoo_names(specs)
+    for n in names:
+        zoo.recipe(n)  # an unknown name fails here, before any work
+    zoo.discard_corrupt(names, overrides=overrides or None, root=root)  # retrained (a shipped one: an error)
+    zoo_todo = [n for n in names if not zoo.is_cached(n, overrides or None, root)]
+    needs = {src.stem: _zoo_names(model_specs(src, params)) for src, params in todo}
+    done, trained, wall = _run_side_by_side(runs, kw, jobs=jobs, zoo_todo=zoo_todo, zoo_needs=needs,
+                                            overrides=overrides, root=root)
+    return done, _zoo_rows(names, trained, overrides=overrides, root=root, wall=wall, also=also)
+
+
+def _listed(every: Plan, chosen: set, done: dict) -> tuple[list[Outcome], list[Outcome]]:
+    """The selected notebooks' outcomes, and those plus the current results of the notebooks left out by
+    ``only`` (the notebooks the summary lists), both in notebook order."""
+    outcomes, listed = [], []
+    for src, params in every.notebooks:
+        executed = every.out_root / src.name
+        if src.stem not in chosen:
+            res = results.path(params["out_dir"], src.stem)
+            if is_current(res, fingerprint(src, params)):
+                doc = results.read(res)
+                listed.append(Outcome(src.stem, "current", doc["pipeline"]["seconds"], executed, res, doc=doc))
+            continue
+        outcomes.append(done[src.stem])
+        listed.append(done[src.stem])
+    return outcomes, listed
+
+
+def _name_model_sources(zoo_rows: list[dict], ship: dict) -> None:
+    """Say where each model came from: trained in this run, or a shipped checkpoint."""
+    for r in zoo_rows:
+        if r["status"] == "trained":
+            r["status"] = "trained in this run"
+        elif r["status"] == "cached" and any(e.get("name") == r["model"] for e in ship.values()):
+            r["status"] = "shipped checkpoint"
