@@ -153,7 +153,7 @@ def _attacks() -> Domain:
 
 
 def _options() -> Domain:
-    from .evaluate import OPTIONS
+    from .mixing import OPTIONS
 
     return each(choices(*OPTIONS))
 

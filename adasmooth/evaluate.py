@@ -22,20 +22,12 @@ import torch
 
 from . import checkpoint, data
 from .attacks import NORMS, apgd_targeted, autoattack, pgd, pgd_targeted, predict, worst_case
-from .mixing import MixedClassifier, check_alpha, dual_norm_of
+from .mixing import LABELS, OPTIONS, check_alpha  # noqa: F401 - OPTIONS, LABELS: also read as evaluate.*
+from .mixing import get as get_mixer
 from .runtime import batches, get_device, progress_bar
 
 log = logging.getLogger(__name__)
 
-# mixing options of the paper's ablation (Fig. 1 / SM2): name -> (space, R)
-OPTIONS = {
-    "prob": ("prob", "one"),                    # "1, SoftMax" (the winner)
-    "logit": ("logit", "one"),                  # "1, No SoftMax"
-    "prob_grad_g": ("prob", "grad_g"),
-    "prob_grad_ratio": ("prob", "grad_ratio"),
-    "logit_grad_g": ("logit", "grad_g"),
-    "logit_grad_ratio": ("logit", "grad_ratio"),
-}
 # attacks tradeoff_curve knows by name; the default set is what the reported robust accuracy uses
 ATTACKS = ("pgd_ce", "pgd_dlr", "pgd_margin", "pgd_t", "apgd_ce", "apgd_t", "transfer_g", "transfer_h")
 DEFAULT_ATTACKS = ("pgd_ce", "pgd_dlr", "transfer_g", "transfer_h", "apgd_t")
@@ -187,8 +179,9 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
     rows = []
     grid = [(o, float(a)) for o in options for a in alphas]
     for oname, a in progress_bar(grid, progress=progress, desc="trade-off"):
-        space, R = OPTIONS[oname]
-        mix = MixedClassifier(g, h, a, space=space, R=R, dual_norm=dual_norm_of(norm))
+        spec = get_mixer(oname)
+        space, R = spec.space, spec.R
+        mix = spec.build(g, h, a, norm=norm)
         masks, seconds, hit = _row_masks(mix, x, y, attack_fns, batch_size, dev,
                                          {**question, "option": oname, "alpha": a} if use_cache else None)
         row = {"option": oname, "space": space, "R": R, "alpha": a, "n": len(x),
@@ -294,11 +287,6 @@ def load_curve(path: str | Path) -> list[dict]:
     p = Path(path)
     p = p if p.suffix == ".json" else p.parent / (p.with_suffix("").name + ".json")
     return json.loads(p.read_text())["rows"]
-
-
-LABELS = {"prob": "R = 1, SoftMax", "logit": "R = 1, no SoftMax",
-          "prob_grad_g": "R = α_o‖∇g‖*, SoftMax", "prob_grad_ratio": "R = α_o‖∇g‖*/‖∇h‖*, SoftMax",
-          "logit_grad_g": "R = α_o‖∇g‖*, no SoftMax", "logit_grad_ratio": "R = α_o‖∇g‖*/‖∇h‖*, no SoftMax"}
 
 
 def plot_tradeoff(rows: list[dict], ax=None, *, y_key: str = "attacked", annotate: bool = True,

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from . import curves
-from .evaluate import LABELS, OPTIONS
-from .mixing import MixedClassifier, check_alpha
+from .mixing import LABELS, OPTIONS, MixedClassifier, check_alpha
 from .runtime import batches, get_device
 
 log = logging.getLogger(__name__)

@@ -3,10 +3,13 @@
 Computed as logsumexp([log(1-α) + log_softmax(g(x)), log(α) + log_softmax(h(x))]) so that
 extreme logits and α ∈ {0, 1} stay finite.  :class:`MixedClassifier` also covers the paper's
 ablation: mixing logits instead of probabilities, and an input-dependent weight R(x) = α_o·T(x).
+The registry of named mixers (:data:`MIXERS`, :func:`register`) is what trade-off curves, the α
+explorer, the notebook parameters and the figures read: a new constant-α mixer is one ``register`` call.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -238,3 +241,52 @@ class MixedClassifier(nn.Module):
         w = torch.sigmoid(torch.log(inner) - torch.log1p(-inner) + log_t)
         w = torch.where(a_t <= 0, torch.zeros_like(w), torch.where(a_t >= 1, torch.ones_like(w), w))
         return self._mix(z_g, z_h, w)
+
+
+# ---- the registry of constant-α mixers -----------------------------------------------------------
+@dataclass(frozen=True)
+class Mixer:
+    """A named way to mix g and h with one scalar knob α: its space and weight R (:class:`MixedClassifier`)
+    and its labels (``label`` in figures and widgets, ``short`` in the verdict table)."""
+
+    name: str
+    space: str
+    R: str
+    label: str
+    short: str
+
+    def build(self, g: nn.Module, h: nn.Module, alpha, *, norm: str = "linf") -> "MixedClassifier":
+        """h^α of this mixer; the gradient-norm weights use the dual of the attack ``norm``."""
+        return MixedClassifier(g, h, alpha, space=self.space, R=self.R, dual_norm=dual_norm_of(norm))
+
+
+MIXERS: dict[str, Mixer] = {}
+OPTIONS: dict[str, tuple[str, str]] = {}  # name -> (space, R), the options of the paper's ablation (Fig. 1 / SM2)
+LABELS: dict[str, str] = {}               # name -> figure label
+
+
+def register(name: str, space: str, R: str, label: str, short: str | None = None) -> Mixer:
+    """Add a constant-α mixer under ``name`` (trade-off curves, the explorer, the parameter domains and
+    the figures then know it); returns it."""
+    if name in MIXERS:
+        raise ValueError(f"mixer {name!r} is already registered")
+    _choice(space, SPACES, "space")
+    _choice(R, WEIGHTS, "R")
+    m = MIXERS[name] = Mixer(name, space, R, label, short or label)
+    OPTIONS[name], LABELS[name] = (space, R), label
+    return m
+
+
+def get(name: str) -> Mixer:
+    """The registered mixer ``name`` (ValueError naming the registered ones otherwise)."""
+    if name not in MIXERS:
+        raise ValueError(f"mixer must be one of {tuple(MIXERS)}, got {name!r}")
+    return MIXERS[name]
+
+
+register("prob", "prob", "one", "R = 1, SoftMax", "R = 1 probs")              # the winner
+register("logit", "logit", "one", "R = 1, no SoftMax", "R = 1 logits")
+register("prob_grad_g", "prob", "grad_g", "R = α_o‖∇g‖*, SoftMax", "R = α‖∇g‖")
+register("prob_grad_ratio", "prob", "grad_ratio", "R = α_o‖∇g‖*/‖∇h‖*, SoftMax", "R = α‖∇g‖/‖∇h‖")
+register("logit_grad_g", "logit", "grad_g", "R = α_o‖∇g‖*, no SoftMax", "R = α‖∇g‖ logits")
+register("logit_grad_ratio", "logit", "grad_ratio", "R = α_o‖∇g‖*/‖∇h‖*, no SoftMax", "R = α‖∇g‖/‖∇h‖ logits")

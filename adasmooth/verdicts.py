@@ -40,6 +40,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Mapping
 
+from .mixing import MIXERS
+
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 SETTING_NOTE = ("Our setting differs from the paper's (Fashion-MNIST instead of CIFAR-10, small CNNs, CPU budgets, "
                 "200-1000 test images): shapes and signs are compared, not raw numbers.")
@@ -51,8 +53,7 @@ COLUMNS = ["claim", "paper", "ours (95 % CI)", "verdict", "source"]
 # the notebooks whose results the claims are judged on (results JSON stems)
 THEORY, RI, SM1, LOSS, SCALE = ("01_theory_checks", "02_ri_ablation", "03_certified_radii", "04_loss_ablation",
                                 "05_sigmoid_scale")
-RI_LABELS = {"logit": "R = 1 logits", "prob": "R = 1 probs", "prob_grad_g": "R = α‖∇g‖",
-             "prob_grad_ratio": "R = α‖∇g‖/‖∇h‖"}
+RI_LABELS = {name: m.short for name, m in MIXERS.items()}  # the registry's short labels
 PANELS = {"fig1": "Fig. 1", "sm2a": "Fig. SM2a", "sm2b": "Fig. SM2b"}
 
 

@@ -207,3 +207,31 @@ def test_exported_from_the_package_and_moves_with_its_models():
     mix = MixedClassifier(Toy(0), Toy(1), 0.5).double()
     assert all(p.dtype == torch.float64 for p in mix.parameters())
     assert mix.num_classes == 5 and mix.in_channels == 1
+
+
+def test_a_registered_mixer_reaches_curves_parameters_and_figures(g_model, h_model, test_batch):
+    """Adding a constant-α mixer is one ``mixing.register`` call: trade-off curves, the notebook
+    parameter domains and the figure legends then know it."""
+    from adasmooth import domains, evaluate, mixing
+
+    x, y = test_batch[0][:20], test_batch[1][:20]
+    with pytest.raises(ValueError, match="mixer must be one of"):
+        mixing.get("test_logit")
+    with pytest.raises(ValueError, match="options must name"):
+        evaluate.tradeoff_curve(g_model, h_model, [0.5], ["test_logit"], x, y, eps=0.1, steps=1, attacks=("pgd_ce",))
+    mixing.register("test_logit", "logit", "one", "a test mixer")
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            mixing.register("test_logit", "prob", "one", "again")
+        kw = dict(eps=0.1, steps=1, attacks=("pgd_ce",), batch_size=20)
+        new, = evaluate.tradeoff_curve(g_model, h_model, [0.5], ["test_logit"], x, y, **kw)
+        ref, = evaluate.tradeoff_curve(g_model, h_model, [0.5], ["logit"], x, y, **kw)
+        assert new["option"] == "test_logit" and (new["space"], new["R"]) == ("logit", "one")
+        assert (new["clean"], new["attacked"]) == (ref["clean"], ref["attacked"])
+        fig = evaluate.plot_tradeoff([new])
+        assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a test mixer"]
+        assert domains._options().ok(["test_logit", "prob"], {})
+    finally:
+        for d in (mixing.MIXERS, mixing.OPTIONS, mixing.LABELS):
+            d.pop("test_logit", None)
+    assert not domains._options().ok(["test_logit"], {})
