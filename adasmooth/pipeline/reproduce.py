@@ -82,7 +82,9 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
     t0 = time.perf_counter()
     specs = [s for src, params in todo for s in model_specs(src, params)]
     left_out = [s for src, params in every.notebooks if src.stem not in chosen for s in model_specs(src, params)]
-    kw = dict(force=force, timeout=every.profile.execution_timeout, progress=progress, profile=every.profile.name)
+    # retraining trains the mixing networks inside notebooks 04/05/07 (hours on a CPU): no cell limit then
+    timeout = None if retrain else every.profile.execution_timeout
+    kw = dict(force=force, timeout=timeout, progress=progress, profile=every.profile.name)
     done, zoo_rows = _train_and_run(every, todo, specs, kw, jobs=jobs, device=device, progress=progress,
                                     also=left_out)
     outcomes, listed = _listed(every, chosen, done)
