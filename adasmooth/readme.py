@@ -231,8 +231,10 @@ def _retrain_block(folder: Path, profile: str) -> list[str]:
     lines = [GENERATED.format(profile=profile).replace(f"results/{profile}", f"results/{profile}-retrain"), ""]
     if not path.exists():
         return lines + ["No retrained models recorded."]
-    body = path.read_text(encoding="utf-8").splitlines()
-    return lines + [ln for ln in body if not ln.startswith("# ")]
+    body = [ln for ln in path.read_text(encoding="utf-8").splitlines() if not ln.startswith("# ")]
+    while body and not body[0].strip():
+        body.pop(0)
+    return lines + body
 
 
 def _tradeoff_block(docs: dict, profile: str) -> list[str]:

@@ -189,15 +189,16 @@ def _identical(a, b) -> str:
     return "yes" if a["sha256"] == b["sha256"] else "no"
 
 
-def write_comparison(path, *, retrained_root, shipped_root=None) -> Path:
-    """``retrain_comparison.md``: each shipped model beside its retrained version (hash, recorded metrics)."""
+def write_comparison(path, *, retrained_root, shipped_root=None, note: str | None = None) -> Path:
+    """``retrain_comparison.md``: each shipped model beside its retrained version (hash, recorded metrics);
+    ``note``: how the retrained models were made (a line under the title)."""
     import platform
 
     ship, new = _checkpoints(shipped_root), _checkpoints(retrained_root)
     lines = ["# Retrained vs shipped checkpoints", "",
              f"torch {torch.__version__}, Python {platform.python_version()}; models train with one torch thread "
              "each.  Identical weights are expected on the same machine kind and thread count; otherwise metrics "
-             "agree within a few tenths of a point.", "",
+             "agree within a few tenths of a point.", "", *([note, ""] if note else []),
              "| model | shipped sha256 | retrained sha256 | identical | shipped metrics | retrained metrics |",
              "|---|---|---|---|---|---|"]
     for key in sorted(set(ship) | set(new)):
