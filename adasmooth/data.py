@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -146,9 +148,16 @@ def _install_debian_fashion_mnist(root: Path) -> None:
     if not all((DEBIAN_FASHION_MNIST / f"{f}.gz").exists() for f in files):
         return
     raw.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        tmp = raw / f".{f}.tmp"
-        with gzip.open(DEBIAN_FASHION_MNIST / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        tmp.replace(raw / f)
+    for f in files:  # notebooks side by side may copy at once: each through its own temporary file
+        if (raw / f).exists():
+            continue
+        fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{f}.", suffix=".tmp")
+        try:
+            with gzip.open(DEBIAN_FASHION_MNIST / f"{f}.gz", "rb") as src, os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(tmp, raw / f)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
     log.info("copied Debian's Fashion-MNIST into %s", raw)

@@ -53,3 +53,20 @@ def test_balanced_subset_is_deterministic_and_balanced():
     assert torch.bincount(y[a]).tolist() == [200] * 10
     with pytest.raises(ValueError, match="per_class"):
         data.balanced_subset(y, 2000)
+
+
+@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_notebooks_side_by_side_copy_the_debian_files_at_once(tmp_path):
+    """Two notebooks of a fresh clone may copy Debian's Fashion-MNIST into data/ at the same moment: every copy
+    goes through its own temporary file, so all succeed and the files are whole (a shared temporary name made
+    one of them fail in a fresh-clone `make reproduce`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(6) as pool:
+        for fut in [pool.submit(data._install_debian_fashion_mnist, tmp_path) for _ in range(6)]:
+            fut.result()  # raises what a copy raised
+    raw = tmp_path / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
+    x, y = data.load("fashion-mnist", "test", root=tmp_path)
+    assert x.shape == (10000, 1, 28, 28) and y.shape == (10000,)
