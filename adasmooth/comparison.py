@@ -450,11 +450,16 @@ def plot_headline(doc: dict, ax=None):
             s = sq["after"]
             ax.errorbar(100 * c["acc"], 100 * s["acc"], yerr=[[100 * (s["acc"] - s["low"])], [100 * (s["high"] - s["acc"])]],
                         fmt="o", mfc="none", color=color, capsize=3, label=f"{name}: Square subset (n={s['n']})")
+    return finish_axes(ax, doc, "learned α_θ vs constant α at the validation-chosen clean accuracy\n"
+                                f"n = {doc['n']} test images, full attack set, Clopper-Pearson 95 % intervals")
+
+
+def finish_axes(ax, doc: dict, title: str):
+    """Labels (ε and norm from ``doc["budget"]``), title, grid and legend of an attacked-vs-clean plot."""
     b = doc["budget"]
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel(f"attacked accuracy (%), ℓ{'∞' if b['norm'] == 'linf' else '2'} ε = {b['eps']:g}")
-    ax.set_title(f"learned α_θ vs constant α at the validation-chosen clean accuracy\n"
-                 f"n = {doc['n']} test images, full attack set, Clopper-Pearson 95 % intervals", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return ax

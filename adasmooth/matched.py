@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from .comparison import Budget, _masks_doc, evaluate, fingerprint, mcnemar, test_images, verdict
+from .comparison import Budget, _masks_doc, evaluate, fingerprint, finish_axes, mcnemar, test_images, verdict
 from .mixing import MixedClassifier
 
 log = logging.getLogger(__name__)
@@ -166,11 +166,5 @@ def plot_curves(doc: dict, ax=None, *, title: str = "learned α_θ vs constant �
     for label, m in ends.items():
         ax.annotate(label, (100 * m["clean"]["acc"], 100 * m["attacked"]["acc"]), textcoords="offset points",
                     xytext=(4, 4), fontsize=8)
-    b = doc["budget"]
-    ax.set_xlabel("clean accuracy (%)")
-    ax.set_ylabel(f"attacked accuracy (%), ℓ{'∞' if b['norm'] == 'linf' else '2'} ε = {b['eps']:g}")
-    ax.set_title(f"{title} at matched clean accuracies (validation-chosen)\n"
-                 f"n = {doc['n']} test images, full attack set but Square, Clopper-Pearson 95 %", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return ax
+    return finish_axes(ax, doc, f"{title} at matched clean accuracies (validation-chosen)\n"
+                                f"n = {doc['n']} test images, full attack set but Square, Clopper-Pearson 95 %")

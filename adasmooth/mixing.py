@@ -68,7 +68,19 @@ def _choice(value, allowed, name):
     return value
 
 
-class MixedClassifier(nn.Module):
+class PairShape:
+    """A mixer of g and h has g's input channels and class count (``num_classes``, ``in_channels``)."""
+
+    @property
+    def num_classes(self):
+        return getattr(self.g, "num_classes", None)
+
+    @property
+    def in_channels(self):
+        return getattr(self.g, "in_channels", None)
+
+
+class MixedClassifier(PairShape, nn.Module):
     """The mixed classifier h^α of g (accurate) and h (robust).
 
     With R = α_o·T(x), α_o = α/(1-α), the output is
@@ -114,14 +126,6 @@ class MixedClassifier(nn.Module):
     @alpha.setter
     def alpha(self, value):
         self._alpha_value = check_alpha(value, "alpha")
-
-    @property
-    def num_classes(self):
-        return getattr(self.g, "num_classes", None)
-
-    @property
-    def in_channels(self):
-        return getattr(self.g, "in_channels", None)
 
     def extra_repr(self) -> str:
         a = self.alpha if not torch.is_tensor(self.alpha) else f"tensor{tuple(self.alpha.shape)}"

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from . import checkpoint
 from .calibration import bisect_to_accuracy, check_target
-from .mixing import check_alpha, mix_log_probs
+from .mixing import PairShape, check_alpha, mix_log_probs
 from .runtime import batches, get_device
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def nonlinear_map(z: torch.Tensor, s: float, p: float, c: float, k: int | None =
 # ---------------------------------------------------------------------------------------------
 # The classifier
 # ---------------------------------------------------------------------------------------------
-class NutsClassifier(nn.Module):
+class NutsClassifier(PairShape, nn.Module):
     """MixedNUTS of g (accurate, entering as its hard argmax) and h (robust, through the map M).
 
     ``forward(x)`` returns log-probabilities: exact ``log((1-α)·onehot(argmax g) + α·softmax(M(z_h)))``
@@ -117,14 +117,6 @@ class NutsClassifier(nn.Module):
         self.s, self.p, self.c, self.k, self.smooth = float(s), float(p), float(c), k, float(smooth)
         self.alpha = float(alpha)
         self.path = _check_path(path)
-
-    @property
-    def num_classes(self):
-        return getattr(self.g, "num_classes", None)
-
-    @property
-    def in_channels(self):
-        return getattr(self.g, "in_channels", None)
 
     def params(self) -> dict:
         """The mixer's parameters (JSON-ready)."""
