@@ -6,7 +6,7 @@ common clean accuracy on the evaluation images (90 % ± 0.02 on CIFAR-10), then 
 models, transfers from g and h, PGD on a softened surrogate, APGD-T through α_θ).  With the
 evaluation range of width w, α = α_min + w·σ(γ): α_min is chosen on the same images so that the clean
 accuracy stays at the target (the supplement's rule, as :func:`learned.choose_head` does on the
-validation split), and the clamped model is attacked again.  A fooled α_θ then costs at most what the
+validation split; :func:`adaptive.calibrate_range`), and the clamped model is attacked again.  A fooled α_θ then costs at most what the
 constant α_min would, but α_max = α_min + w also caps what α_θ can add.
 
 The baseline is the constant α at the same clean accuracy, attacked with CE- and margin-PGD, the
@@ -16,13 +16,8 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 from . import attack_cache, evaluate
-from .adaptive import calibrate_constant_alpha, calibrate_shift, mixture_parts, robust_accuracy_adaptive
-from .calibration import bisect_to_accuracy, check_target
-from .mixing import mix_log_probs
-from .runtime import get_device
+from .adaptive import calibrate_constant_alpha, calibrate_range, calibrate_shift, robust_accuracy_adaptive
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +41,6 @@ def constant_baseline(g, h, x, y, target: float, *, eps: float, steps: int, norm
                                   random_start=True, attacks=attacks, apgd_iter=max(apgd_iter, 1),
                                   batch_size=batch_size, seed=seed, use_cache=use_cache)[0]
     return {"alpha": const.value, "clean": const.accuracy, "attacked": row["attacked"], "n": len(y), "row": row}
-
-
-def calibrate_range(model, x, y, target: float, width: float, *, tol: float = 2e-4, batch_size: int = 500,
-                    device=None):
-    """Set the evaluation range (α_min, α_min + ``width``) of ``model.net`` so that, with its current
-    scale and shift, the clean accuracy of h^{α_θ} on (x, y) is ``target`` (bisection on α_min, the
-    closest achievable when none is within ``tol``); return the :class:`calibration.Calibration`."""
-    if not 0 < width <= 1:
-        raise ValueError(f"range_width must lie in (0, 1], got {width}")
-    check_target(target, tol)
-    device = get_device(device)
-    model = model.to(device).eval()
-    y = y.to(device)
-    lg, lh, z = mixture_parts(model, x, device, batch_size)
-    sig = torch.sigmoid(z * model.net.scale + model.net.shift)
-
-    def acc(amin):
-        return (mix_log_probs(lg, lh, amin + width * sig).argmax(1) == y).double().mean().item()
-
-    res = bisect_to_accuracy(acc, 0.0, 1.0 - width, float(target), tol, len(y), 200, "α_min",
-                             f"range width {width:g}")
-    model.net.set_alpha_range(res.value, res.value + width)
-    return res
 
 
 def robust(model, x, y, *, use_cache: bool = False, **attack_kw) -> dict:

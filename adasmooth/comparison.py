@@ -25,9 +25,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .attack_cache import cached_values as _cached
-from .attack_cache import fingerprint, images_hash as _images_hash
-from .attack_cache import key as _key
+from .attack_cache import cached_values, fingerprint, images_hash, key
 from .attacks import autoattack, pgd, predict
 from .mixing import MixedClassifier
 from .runtime import batches, progress_bar
@@ -255,11 +253,11 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, budget: Budget, *, identit
             ok, secs, hit = torch.zeros(0, dtype=torch.bool), 0.0, False
         else:
             xs, ys = x[idx.to(dev)], y[idx.to(dev)]
-            key = _key({**base_key, "attack": name, "images": _images_hash(xs, ys)})
+            entry = key({**base_key, "attack": name, "images": images_hash(xs, ys)})
 
             def compute(attack=attack, xs=xs, ys=ys):
                 return _correct(model, attack(xs, ys), ys, bs)
-            ok, secs, hit = _cached(key, compute, use_cache)
+            ok, secs, hit = cached_values(entry, compute, use_cache)
         after = pool.clone()
         after[idx] = ok
         if is_square:
@@ -304,13 +302,13 @@ def diagnostics(model, x, y, budget: Budget, *, identity: str, use_cache: bool =
     a_clean = alpha_values(model, x)
     out = {"clean": {"quantiles": torch.quantile(a_clean.double(), qs).tolist()}, "quantile_levels": levels}
     for name, w in (("pgd-ce/full/w=0.2", 0.2), ("evasion/w=0.9", 0.9)):
-        key = _key({"identity": identity, "budget": asdict(budget), "alpha_on": name, "images": _images_hash(x, y)})
+        entry = key({"identity": identity, "budget": asdict(budget), "alpha_on": name, "images": images_hash(x, y)})
 
         def compute(w=w):
             adv = attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=budget.steps, norm=budget.norm,
                                   loss="ce", alpha_weight=w, seed=budget.seed, batch_size=budget.batch_size)
             return alpha_values(model, adv)
-        a_adv, _, _ = _cached(key, compute, use_cache, dtype=torch.float32)
+        a_adv, _, _ = cached_values(entry, compute, use_cache, dtype=torch.float32)
         out[name] = {"quantiles": torch.quantile(a_adv.double(), qs).tolist(), "auc": auc(a_clean, a_adv)}
     return out
 

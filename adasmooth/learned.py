@@ -106,7 +106,7 @@ def train(name: str, *, root=None, base_overrides=None, mixing_overrides=None, d
 
 def choose_head(model, r: LearnedRecipe, *, device=None) -> dict:
     """Shift and evaluation range of ``model`` from the validation split (see the module docstring)."""
-    from .adaptive import mixture_parts
+    from .adaptive import alpha_min_from_parts, mixture_parts
     from .calibration import bisect_to_accuracy
     from .mixing import mix_log_probs
 
@@ -130,8 +130,7 @@ def choose_head(model, r: LearnedRecipe, *, device=None) -> dict:
                     "the head's shift (validation)", "α in (0, 1)")
     sig = torch.sigmoid(z * scale + shift.value)
     w = r.range_width
-    amin = bisect_to_accuracy(lambda a: acc(a + w * sig), 0.0, 1.0 - w, target, tol, len(y), 200,
-                   "α_min (validation)", f"range width {w:g}")
+    amin = alpha_min_from_parts(lg, lh, sig, y, target, w, tol, "α_min (validation)")
     const = bisect_to_accuracy(acc, 0.0, 1.0, target, tol, len(y), 200, "constant α (validation)", "α = 0 .. 1")
     return {"scale": scale, "shift": shift.value, "alpha_min": amin.value, "alpha_max": amin.value + w,
             "clamp": r.clamp, "range_width": w, "target_position": r.target_position,

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from .comparison import Budget, _masks_doc, evaluate, fingerprint, finish_axes, mcnemar, test_images, verdict
+from .attack_cache import fingerprint
+from .comparison import Budget, _masks_doc, evaluate, finish_axes, mcnemar, test_images, verdict
 from .mixing import MixedClassifier
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,9 @@ import time
 
 
 from . import nuts
+from .attack_cache import fingerprint, images_hash
 from .attacks import predict
-from .comparison import Budget, _images_hash, _masks_doc, evaluate, fingerprint, mcnemar, test_images
+from .comparison import Budget, _masks_doc, evaluate, mcnemar, test_images
 from .mixing import MixedClassifier
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def compare(*, learned_name: str | None = "fmnist-adaptive", g: str = "fmnist-st
     params = {key: fit[key] for key in ("s", "p", "c", "k")}
     log.info("MixedNUTS fit: s=%g p=%g c=%g (objective %.3f, %s)", params["s"], params["p"], params["c"],
              fit["objective"], "cached" if fit["cached"] else f"{fit['seconds']:.0f} s")
-    out = {"n": len(y), "images_sha256": _images_hash(x, y), "budget": dataclasses.asdict(budget),
+    out = {"n": len(y), "images_sha256": images_hash(x, y), "budget": dataclasses.asdict(budget),
            "learned": learned_name, "g": g, "h": h, "positions": [float(p) for p in positions],
            "nuts_fit": {key: v for key, v in fit.items() if key != "grid_results"},
            "nuts_grid_results": fit["grid_results"], "points": [], "endpoints": {}}

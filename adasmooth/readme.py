@@ -251,8 +251,9 @@ def _tradeoff_block(docs: dict, profile: str) -> list[str]:
                   "| α | clean % [95 % CI] | attacked % [95 % CI] |", "|---|---|---|"]
         lines += [f"| {r['alpha']:g} | {_acc(r['clean'], r['n'])} | {_acc(r['attacked'], r['n'])} |" for r in rows]
         lines.append("")
-    areas = _tables_block(docs, profile, "02_ri_ablation", ("Area under",), "")[2:]
-    lines += [ln.replace("**Area under", "**Notebook 02: area under", 1) for ln in areas if ln or len(lines) > 2]
+    for t in (docs.get("02_ri_ablation") or {}).get("tables") or []:
+        if str(t.get("title", "")).startswith("Area under"):
+            lines += [f"**Notebook 02: a{t['title'][1:]}**", "", results.markdown_table(t), ""]
     if len(lines) == 2:
         lines.append("No trade-off recorded.")
     return lines

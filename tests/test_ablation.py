@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from adasmooth import ablation, attack_cache, evaluate
-from adasmooth.adaptive import AdaptiveMixedClassifier
+from adasmooth.adaptive import AdaptiveMixedClassifier, calibrate_range
 from adasmooth.mixing import mix_log_probs
 from adasmooth.mixing_net import for_models
 
@@ -68,7 +68,7 @@ def test_cell_keeps_the_target_with_and_without_the_range(model, images, monkeyp
         model.net.set_head(scale=2.0)
     assert other["cached"] is False
     with pytest.raises(ValueError, match="range_width"):
-        ablation.calibrate_range(model, x, y, t["target"], 0.0)
+        calibrate_range(model, x, y, t["target"], 0.0)
 
 
 def test_calibrate_range_matches_a_direct_mix(model, images):
@@ -79,7 +79,7 @@ def test_calibrate_range_matches_a_direct_mix(model, images):
     acc_g = (lg.argmax(1) == y).float().mean().item()
     acc_h = (lh.argmax(1) == y).float().mean().item()
     target = 0.5 * (acc_g + acc_h)
-    res = ablation.calibrate_range(model, x, y, target, 0.1)
+    res = calibrate_range(model, x, y, target, 0.1)
     try:
         with torch.no_grad():
             _, alpha, _ = model(x, return_alpha=True)

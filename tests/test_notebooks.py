@@ -223,13 +223,13 @@ def test_06_alpha_explorer(smoke):
 
 
 def test_07_mixing_methods_compares_the_three_methods_on_the_same_images(smoke):
-    from adasmooth.comparison import _images_hash
+    from adasmooth.attack_cache import images_hash
 
     doc = _doc(smoke, "07_mixing_methods")
     p = _params("07_mixing_methods")
     cmp = doc["data"]["comparison"]
     x, y = _eval_set(p["n_eval"], p["seed"])
-    assert cmp["n"] == len(y) and cmp["images_sha256"] == _images_hash(x, y)  # one image set for every method
+    assert cmp["n"] == len(y) and cmp["images_sha256"] == images_hash(x, y)  # one image set for every method
     assert [pt["position"] for pt in cmp["points"]] == p["curve_positions"]
     fit = cmp["nuts_fit"]
     assert fit["s"] in p["nuts_grid"]["s"] and fit["p"] in p["nuts_grid"]["p"] and fit["c"] in p["nuts_grid"]["c"]

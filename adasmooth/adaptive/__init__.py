@@ -17,12 +17,13 @@ One module per job; every name is re-exported here (``from adasmooth.adaptive im
 - :mod:`.evaluate`: ``robust_accuracy_adaptive`` (both threat models, transfers, surrogate, APGD-T);
 - :mod:`.train`: ``MixingConfig``, ``train_mixing_network``, ``training_curve``;
 - :mod:`.cache`: ``get_mixing_network``, ``mixing_stem`` (checkpoints in the zoo cache);
-- :mod:`.calibrate`: ``calibrate_shift``, ``calibrate_constant_alpha``, ``mixture_parts``.
+- :mod:`.calibrate`: ``calibrate_shift``, ``calibrate_constant_alpha``, ``calibrate_range``, ``mixture_parts``.
 """
 from ..calibration import Calibration
 from .attacks import attack_adaptive, softened_head, training_attack
 from .cache import get_mixing_network, mixing_stem
-from .calibrate import calibrate_constant_alpha, calibrate_shift, mixture_parts
+from .calibrate import (alpha_min_from_parts, calibrate_constant_alpha, calibrate_range, calibrate_shift,
+                        mixture_parts)
 from .evaluate import EVAL_LOSSES, robust_accuracy_adaptive
 from .loss import composite_loss
 from .model import THREATS, AdaptiveMixedClassifier
@@ -31,4 +32,4 @@ from .train import MixingConfig, train_mixing_network, training_curve
 __all__ = ["THREATS", "EVAL_LOSSES", "AdaptiveMixedClassifier", "composite_loss", "training_attack",
            "attack_adaptive", "softened_head", "robust_accuracy_adaptive", "MixingConfig",
            "train_mixing_network", "training_curve", "get_mixing_network", "mixing_stem", "mixture_parts",
-           "calibrate_shift", "calibrate_constant_alpha", "Calibration"]
+           "calibrate_shift", "calibrate_constant_alpha", "calibrate_range", "alpha_min_from_parts", "Calibration"]

@@ -1,6 +1,7 @@
 """Calibration: move the head's shift so that the clean accuracy of h^{α_θ} hits a target
 (``calibrate_shift``), as the supplement does at 90 % ± 0.02 pt on CIFAR-10;
-``calibrate_constant_alpha`` does the same for a constant-α mixture (the baseline).
+``calibrate_constant_alpha`` does the same for a constant-α mixture (the baseline), and
+``calibrate_range`` places the evaluation range (α_min, α_min + w) so that the clean accuracy keeps the target.
 """
 from __future__ import annotations
 
@@ -84,4 +85,30 @@ def calibrate_constant_alpha(g: nn.Module, h: nn.Module, x: torch.Tensor, y: tor
     res = bisect_to_accuracy(acc, 0.0, 1.0, float(target_clean_acc), tol, len(y), max_iter, "constant α",
                   "α = 0 .. 1")
     check_alpha(res.value, "alpha")
+    return res
+
+
+def alpha_min_from_parts(lg, lh, sig, y, target: float, width: float, tol: float, what: str = "α_min"):
+    """α_min with α = α_min + ``width``·σ(γ) (``sig`` = σ(γ) per input) reaching clean accuracy ``target``
+    for precomputed log-probabilities of g and h (bisection; a :class:`Calibration`)."""
+    def acc(amin):
+        return (mix_log_probs(lg, lh, amin + width * sig).argmax(1) == y).double().mean().item()
+
+    return bisect_to_accuracy(acc, 0.0, 1.0 - width, float(target), tol, len(y), 200, what, f"range width {width:g}")
+
+
+def calibrate_range(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Tensor, target: float, width: float,
+                    *, tol: float = 2e-4, batch_size: int = 500, device=None) -> Calibration:
+    """Set the evaluation range (α_min, α_min + ``width``) of ``model.net`` so that, with its current scale
+    and shift, the clean accuracy of h^{α_θ} on (x, y) is ``target`` (the closest achievable when none is
+    within ``tol``); return the :class:`Calibration` (``value`` is α_min)."""
+    if not 0 < width <= 1:
+        raise ValueError(f"range_width must lie in (0, 1], got {width}")
+    check_target(target, tol)
+    device = get_device(device)
+    model = model.to(device).eval()
+    lg, lh, z = mixture_parts(model, x, device, batch_size)
+    sig = torch.sigmoid(z * model.net.scale + model.net.shift)
+    res = alpha_min_from_parts(lg, lh, sig, y.to(device), target, width, tol)
+    model.net.set_alpha_range(res.value, res.value + width)
     return res
