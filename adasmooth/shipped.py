@@ -35,6 +35,11 @@ def manifest(root=None) -> dict:
     return json.loads(p.read_text())["files"]
 
 
+def base_models(root=None) -> list[str]:
+    """The zoo names of the shipped base models (g, h and the smoothing bases), in manifest order."""
+    return list(dict.fromkeys(e["name"] for e in manifest(root).values() if e.get("kind") == "zoo"))
+
+
 def restore_hint(path: Path) -> str:
     return (f"restore it with: git checkout -- {_rel(path)}   (or retrain every model: "
             f"python -m adasmooth reproduce --retrain)")

@@ -92,3 +92,22 @@ def test_retrain_comparison_table(shipped_copy, tmp_path):
     text = path.read_text()
     assert "zoo fmnist-standard" in text and "| yes |" in text
     assert zoo.recipe("fmnist-standard").config(TINY)["train"]["split"] == "fit"
+
+
+def test_base_models_are_the_shipped_default_zoo_which_retraining_trains_whole():
+    assert sorted(shipped.base_models(PROJECT_ZOO)) == sorted(zoo.DEFAULT_ZOO)
+    assert shipped.base_models(PROJECT_ZOO.parent / "no-such-zoo") == []
+
+
+def test_the_retrain_note_says_the_command_the_wall_time_and_where_it_went(tmp_path):
+    from adasmooth.pipeline.execute import Outcome
+    from adasmooth.pipeline.reproduce import _retrain_note
+
+    every = pipeline.plan("smoke", out_root=tmp_path, fig_dir=tmp_path, zoo_root=tmp_path)
+    rows = [{"model": "fmnist-standard", "status": "trained in this run", "seconds": 100.0},
+            {"model": "fmnist-linf-at", "status": "trained in this run", "seconds": 200.4},
+            {"model": "(all, side by side)", "status": "wall time", "seconds": 250.0}]
+    outs = [Outcome("04_loss_ablation", "ran", 1234.5, tmp_path, tmp_path)]
+    note = _retrain_note(every, 4000.2, 2, outs, rows)
+    assert "reproduce --profile smoke --retrain" in note and "Wall time 4000 s" in note
+    assert "2 base models trained (300 s" in note and "04_loss_ablation 1234 s" in note

@@ -81,6 +81,8 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
         shipped.check(every.zoo_root)  # a missing or modified shipped file: RuntimeError with the fix
     t0 = time.perf_counter()
     specs = [s for src, params in todo for s in model_specs(src, params)]
+    if retrain and set(specs) & set(shipped.base_models()):  # the shipped zoo: every base model, used or not
+        specs += [n for n in shipped.base_models() if n not in specs]
     left_out = [s for src, params in every.notebooks if src.stem not in chosen for s in model_specs(src, params)]
     # retraining trains the mixing networks inside notebooks 04/05/07 (hours on a CPU): no cell limit then
     timeout = None if retrain else every.profile.execution_timeout
@@ -90,12 +92,27 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
     outcomes, listed = _listed(every, chosen, done)
     ship = shipped.manifest(every.zoo_root)
     _name_model_sources(zoo_rows, ship)
-    write_summary(every.out_root / "summary.md", every.profile, listed, zoo_rows, time.perf_counter() - t0,
-                  shipped_files=ship)
-    update_readme(every.profile.name, every.out_root)
+    wall = time.perf_counter() - t0
+    write_summary(every.out_root / "summary.md", every.profile, listed, zoo_rows, wall, shipped_files=ship)
     if retrain:
-        shipped.write_comparison(every.out_root / "retrain_comparison.md", retrained_root=every.zoo_root)
+        shipped.write_comparison(every.out_root / "retrain_comparison.md", retrained_root=every.zoo_root,
+                                 note=_retrain_note(every, wall, jobs, outcomes, zoo_rows))
+    update_readme(every.profile.name, every.out_root)
     return outcomes
+
+
+def _retrain_note(every: Plan, wall: float, jobs: int, outcomes: list[Outcome], zoo_rows: list[dict]) -> str:
+    """How a ``--retrain`` run made its models: the command, its wall time and where the time went."""
+    from ..runtime import cpu_cores
+
+    spent = ", ".join(f"{o.name} {o.seconds:.0f} s" for o in outcomes if o.seconds is not None)
+    trained = [r for r in zoo_rows if r["status"].startswith("trained")]
+    zoo_part = (f"{len(trained)} base models trained ({sum(r['seconds'] for r in trained):.0f} s of training in "
+                "all, side by side with the notebooks that did not need them); " if trained else "")
+    return (f"Made on {time.strftime('%Y-%m-%d')} by `python -m adasmooth reproduce --profile {every.profile.name} "
+            f"--retrain` (`make reproduce-from-scratch`): every model trained into a fresh cache, then the notebooks "
+            f"({jobs} side by side on {cpu_cores()} CPU cores; the mixing networks train inside the notebooks that "
+            f"use them). Wall time {wall:.0f} s; {zoo_part}notebooks (their training included): {spent}.")
 
 
 def _train_and_run(every: Plan, todo: list, specs: list[str], kw: dict, *, jobs: int, device, progress,
