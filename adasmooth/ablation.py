@@ -15,6 +15,7 @@ transfers and APGD-T.  Every attack result is cached by content (:mod:`adasmooth
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from . import attack_cache, evaluate
 from .adaptive import calibrate_constant_alpha, calibrate_range, calibrate_shift, robust_accuracy_adaptive
@@ -76,12 +77,120 @@ def evaluate_network(model, x, y, target: float, *, range_width: float | None, u
     return out
 
 
-def grid(cells: dict, rows, cols, field: str) -> list[list]:
-    """``field`` of ``cells[(r, c)]`` in percent, one list per row r (columns c): a result field
-    ("full", "worst", "clean", ...) or "range/<field>" (the same with the evaluation range; None without)."""
-    def value(r):
-        if field.startswith("range/"):
-            return 100 * r["range"][field[6:]] if "range" in r else None
-        return 100 * r[field]
+def value(r: dict, field: str, percent: bool = True):
+    """``field`` of one cell's result ("full", "worst", "clean", "shift", ...), or "range/<field>" (the same with
+    the evaluation range; None without), in percent with ``percent``."""
+    if field.startswith("range/"):
+        if "range" not in r:
+            return None
+        r, field = r["range"], field[6:]
+    return 100 * r[field] if percent else r[field]
 
-    return [[value(cells[(r, c)]) for c in cols] for r in rows]
+
+def grid(cells: dict, rows, cols, field: str, percent: bool = True) -> list[list]:
+    """:func:`value` ``field`` of ``cells[(r, c)]`` (in percent with ``percent``), one list per row r (columns c)."""
+    return [[value(cells[(r, c)], field, percent) for c in cols] for r in rows]
+
+
+def grid_table(cells: dict, rows, cols, field: str, *, row_name: str, col_names, percent: bool = True) -> dict:
+    """:func:`grid` as a results table: a first column ``row_name`` holding the rows, then ``col_names``."""
+    from .results import table
+
+    return table([row_name, *col_names], [[r, *vals] for r, vals in zip(rows, grid(cells, rows, cols, field, percent))])
+
+
+def heatmap(ax, values, *, xticklabels, yticklabels, label: str, title: str):
+    """A grid of accuracies in percent (:func:`grid`) on ``ax``, annotated, its colour bar named ``label``."""
+    import numpy as np
+    import seaborn as sns
+
+    sns.heatmap(np.array(values, dtype=float), annot=True, fmt=".1f", cmap="viridis", xticklabels=xticklabels,
+                yticklabels=yticklabels, cbar_kws={"label": label}, ax=ax)
+    ax.set_title(title, fontsize=9)
+
+
+def best_metrics(cells: dict, n: int, name: str, range_width: float | None, key=lambda k: k) -> dict:
+    """``best_<name>`` (the cell with the best full-threat accuracy on the same ``n`` images, and every cell whose
+    95 % interval overlaps it, best first: ``verdicts.best_options``; each as ``key(k)``) and ``best_pgd_full``;
+    with ``range_width``, the same with the evaluation range (``range_best_<name>``, ``range_best_pgd_full``)."""
+    from .verdicts import best_options
+
+    out = {}
+    for prefix, field in [("", "full")] + ([("range_", "range/full")] if range_width else []):
+        best = best_options({k: value(r, field, percent=False) for k, r in cells.items()}, n)
+        out.update({f"{prefix}best_{name}": [key(k) for k in best],
+                    f"{prefix}best_pgd_full": value(cells[best[0]], field, percent=False)})
+    return {**out, "range_width": range_width} if range_width else out
+
+
+def attacks_caption(label: str, n: int, eps: float, norm: str) -> str:
+    """The caption of a Table SM2/SM3 figure: ``n`` images, the attacks of :func:`evaluate_network` and of
+    :func:`constant_baseline` (``label``: "PGD-20 + APGD-T"), intervals not drawn."""
+    from .results import caption
+
+    attacks = (f"{label} through α_θ (CE and margin, full and detached threats), PGD transferred from g and h, "
+               "PGD on a softened-Sigmoid surrogate; the constant α: the same PGD, transfers and APGD-T")
+    return caption(n=n, eps=eps, norm=norm, attacks=attacks, drawn=False)
+
+
+def summary(r: dict, range_width: float | None) -> str:
+    """One cell's clean, full-threat and worst-case accuracies (and with the range), as printed."""
+    return (f"clean {100 * r['clean']:.2f} %, full {100 * r['full']:.2f} %, worst {100 * r['worst']:.2f} %"
+            + (f"; with the range {100 * r['range']['full']:.2f} %" if range_width else ""))
+
+
+@dataclass
+class Baseline:
+    """What every cell of Tables SM2/SM3 is compared at: the evaluation images (x, y), g's and h's clean accuracy,
+    the common ``target``, the constant α there (:func:`constant_baseline`), the attack ``label`` and the
+    keyword arguments of :func:`evaluate_network` (attack budget, range width, cache, batch size)."""
+
+    x: object
+    y: object
+    acc_g: float
+    acc_h: float
+    target: float
+    const: dict
+    label: str
+    cell_kw: dict
+
+    def evaluate(self, model) -> dict:
+        """:func:`evaluate_network` of ``model`` at the common target."""
+        return evaluate_network(model, self.x, self.y, self.target, **self.cell_kw)
+
+    def metrics(self) -> dict:
+        """The metrics every table records: the target, g's and h's clean accuracy, the constant α."""
+        return {"target_clean": self.target, "clean_g": self.acc_g, "clean_h": self.acc_h,
+                "constant_alpha": self.const["alpha"], "constant_pgd": self.const["attacked"], "n_eval": len(self.y)}
+
+
+def baseline(nb, p: dict) -> Baseline:
+    """The common target and the constant-α baseline of a Tables SM2/SM3 notebook (printed): ``nb`` its
+    :func:`notebook.setup` (g, h, the images, the device), ``p`` its parameters."""
+    (g, h), x, y = nb.models, nb.x, nb.y
+    common = common_target(g, h, x, y, target_clean=p["target_clean"], target_position=p["target_position"],
+                           batch_size=p["batch_size"])
+    target = common["target"]
+    print(f"clean accuracy: g {100 * common['acc_g']:.2f} %, h {100 * common['acc_h']:.2f} %; "
+          f"every model is shifted to {100 * target:.2f} %")
+    label = f"PGD-{p['steps']}" + (" + APGD-T" if p["apgd_iter"] else "")
+    budget = dict(eps=p["eps"], steps=p["steps"], norm=p["norm"], apgd_iter=p["apgd_iter"], seed=p["seed"])
+    run = dict(use_cache=p["use_attack_cache"], batch_size=p["batch_size"])
+    const = constant_baseline(g, h, x, y, target, **budget, **run)
+    print(f"constant α = {const['alpha']:.4f}: clean {100 * const['clean']:.2f} %, "
+          f"{label} {100 * const['attacked']:.2f} %")
+    cell_kw = dict(range_width=p["range_width"], **run, **budget, surrogate_scale=p["surrogate_scale"],
+                   device=nb.device)
+    return Baseline(x, y, common["acc_g"], common["acc_h"], target, const, label, cell_kw)
+
+
+def network(p: dict, device, *, c_ce: float, c_bce: float, c_prod: float):
+    """The mixing network with loss weights (c_CE, c_BCE, c_prod) and the training parameters of a Tables SM2/SM3
+    notebook ``p`` (:func:`learned.table_network`: shipped in the zoo, found by its configuration)."""
+    from .learned import table_network
+
+    return table_network(p["g"], p["h"], eps=p["eps"], norm=p["norm"], epochs=p["epochs"],
+                         batch_size=p["mix_batch_size"], c_ce=c_ce, c_bce=c_bce, c_prod=c_prod, n_train=p["n_train"],
+                         steps_df=p["mix_steps_df"], width=p["mix_width"], momentum=p["mix_momentum"], seed=p["seed"],
+                         root=p["zoo_root"], base_overrides=p["zoo_overrides"] or None,
+                         train_if_missing=p["train_missing"], device=device, progress=p["progress"])
