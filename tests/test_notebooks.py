@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from adasmooth import data, pipeline, profiles, results, zoo
+from adasmooth import data, experiments, pipeline, profiles, results, zoo
 
 NOTEBOOKS = [p.stem for p in pipeline.discover()]
 SMOKE = profiles.SMOKE
@@ -73,7 +73,27 @@ def test_source_has_no_outputs_a_typed_parameters_cell_and_python3_kernel(name):
     for k in ("seed", "device", "progress", "out_dir", "fig_dir", "zoo_root", "zoo_overrides"):
         assert k in decl, f"{name} lacks parameter {k}"
     assert any("model" in d["types"] or "zoo" in d["types"] for d in decl.values())
-    assert f'results.write(out_dir, "{name}"' in "\n".join(c.source for c in nb.cells)  # writes <name>.json
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert f"experiments.{experiments.NOTEBOOKS[name]}(globals())" in code and "exp.save()" in code  # <name>.json
+
+
+def _code_lines(cell) -> list[str]:
+    return [ln for ln in cell.source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+def test_notebooks_are_parameters_one_call_and_figures():
+    """At most 25 code lines outside the parameters cell, and no code cell of more than 3 lines in two notebooks:
+    the procedures live in adasmooth.experiments."""
+    seen = {}
+    for name in NOTEBOOKS:
+        nb = nbformat.read(str(pipeline.notebook_dir() / f"{name}.ipynb"), as_version=4)
+        cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+        assert sum(len(_code_lines(c)) for c in cells) <= 25, name
+        for c in cells:
+            lines = tuple(ln.strip() for ln in _code_lines(c))
+            if len(lines) > 3:
+                assert lines not in seen, f"{name} repeats a code cell of {seen.get(lines)}"
+                seen[lines] = name
 
 
 def test_mixing_notebooks_take_zoo_names_only():
