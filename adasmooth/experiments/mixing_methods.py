@@ -1,0 +1,74 @@
+"""Notebook 07: three ways of mixing the same g and h (constant α, the learned α_θ, MixedNUTS), set to the
+same clean validation accuracy and attacked on the same test images (:func:`adasmooth.methods.compare`)."""
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+from .. import comparison, learned, methods, notebook, results
+from . import Experiment, Figure, new
+
+log = logging.getLogger(__name__)
+
+STEM = "07_mixing_methods"
+
+#: methods.tables key -> the table's title in the results JSON
+TITLES = {"points": "Mixing methods at matched clean accuracies (95 % intervals, cost)",
+          "paired": "Mixing methods: paired tests (McNemar, same images)",
+          "verdicts": "Mixing methods: verdict per clean accuracy"}
+
+
+def mixing_methods(namespace: dict) -> Experiment:
+    """Notebook 07 with its parameters ``namespace``: MixedNUTS's (s, p, c) fitted on the validation split (cached
+    in the zoo folder), the three methods matched at ``curve_positions`` and attacked with the full attack set."""
+    p = SimpleNamespace(**namespace)
+    nb = notebook.setup(STEM, namespace, images=False)  # parameters checked, seeded; g, h loaded
+    mix = p.headline_mix_overrides or None
+    if p.learned_mixer is not None:  # shipped in data/zoo; trained here only when missing and train_missing
+        learned.get_or_train(p.learned_mixer, train_if_missing=p.train_missing, root=p.zoo_root,
+                             base_overrides=p.zoo_overrides or None, mixing_overrides=mix, device=nb.device,
+                             progress=p.progress)
+    budget = comparison.Budget(eps=p.eps, norm=p.norm, steps=p.steps, apgd_iter=p.apgd_iter,
+                               square_queries=p.square_queries, square_n=p.square_n, seed=p.seed,
+                               batch_size=p.attack_batch_size)
+    doc = methods.compare(learned_name=p.learned_mixer, g=p.g, h=p.h, positions=p.curve_positions, n_test=p.n_eval,
+                          budget=budget, nuts_percentile=p.nuts_percentile, nuts_grid=p.nuts_grid, nuts_k=p.nuts_k,
+                          nuts_n_fit=p.nuts_n_fit, nuts_fit_steps=p.nuts_fit_steps, nuts_smooth=p.nuts_smooth,
+                          endpoints=p.curve_endpoints, root=p.zoo_root, base_overrides=p.zoo_overrides or None,
+                          mixing_overrides=mix, use_cache=p.use_attack_cache, device=nb.device, progress=p.progress)
+    fit = doc["nuts_fit"]
+    took = "cached" if fit["cached"] else f"{fit['seconds']:.0f} s"
+    print(f"MixedNUTS fit: s = {fit['s']:g}, p = {fit['p']:g}, c = {fit['c']:g} (objective {fit['objective']:.3f}, "
+          f"authors' α = {fit['alpha_cutoff']:.4f}, {took})")
+    tabs = methods.tables(doc)
+    full_set = (f"the full attack set (comparison.attack_set), Square ({p.square_queries} queries) on {p.square_n} "
+                "of the images")
+    caption = results.caption(n=p.n_eval, eps=p.eps, norm=p.norm, attacks=full_set)
+    return new(STEM, namespace, metrics=_metrics(doc), tables={TITLES[k]: tabs[k] for k in TITLES},
+               data={"comparison": doc}, inputs=nb.inputs, figures=[Figure(STEM, lambda: _draw(doc), caption)])
+
+
+def _draw(doc: dict):
+    """The three methods' clean and attacked accuracy at each matched position (:func:`methods.plot`)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    methods.plot(doc, ax)
+    fig.tight_layout()
+    return fig
+
+
+def _metrics(doc: dict) -> dict:
+    """``n_eval``, the MixedNUTS fit and, per position ``@p``, the target, the verdict and each method's clean and
+    attacked accuracy."""
+    fit = doc["nuts_fit"]
+    metrics = {"n_eval": doc["n"], "nuts_s": fit["s"], "nuts_p": fit["p"], "nuts_c": fit["c"],
+               "nuts_fit_seconds": fit["seconds"]}
+    for pt in doc["points"]:
+        tag = f"{pt['position']:g}"
+        metrics[f"target_val@{tag}"] = pt["target_val"]
+        metrics[f"verdict@{tag}"] = pt["verdict"]["verdict"]
+        for name, m in pt["methods"].items():
+            metrics[f"{name}_clean@{tag}"] = m["clean"]["acc"]
+            metrics[f"{name}_attacked@{tag}"] = m["attacked"]["acc"]
+    return metrics
