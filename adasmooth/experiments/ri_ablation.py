@@ -79,7 +79,8 @@ def _tables(p, panels: dict, curve_rows: dict, areas: dict) -> dict:
     for n in p.panels:
         tables[f"{panels[n]['title']}: clean / attacked accuracy (%) per α"] = results.table(
             ["option", "α", "clean %", "attacked %"],
-            [[label(r["option"], r["option"]), r["alpha"], 100 * r["clean"], 100 * r["attacked"]] for r in curve_rows[n]])
+            [[label(r["option"], r["option"]), r["alpha"], 100 * r["clean"], 100 * r["attacked"]]
+             for r in curve_rows[n]])
     return tables
 
 
