@@ -1,5 +1,7 @@
 """Every figure states n, ε, the attack set and the interval type: results.caption, save_figure's caption,
-every notebook's save_figure call passing one, and the trade-off plot's Clopper-Pearson error bars."""
+every notebook's save_figure call (or its procedure's Figure) passing one, and the trade-off plot's
+Clopper-Pearson error bars."""
+import ast
 import json
 import re
 from pathlib import Path
@@ -30,9 +32,21 @@ def test_save_figure_writes_the_caption_under_the_figure(tmp_path):
     assert len(texts) == 1 and texts[0].replace("\n", " ") == long and "\n" in texts[0]  # wrapped to the width
 
 
+def _figures_without_caption(module: Path) -> tuple[int, list[int]]:
+    """How many ``Figure(...)`` calls a procedure module makes, and the lines of those that pass no caption."""
+    calls = [n for n in ast.walk(ast.parse(module.read_text())) if isinstance(n, ast.Call)
+             and getattr(n.func, "id", None) == "Figure"]
+    return len(calls), [c.lineno for c in calls if len(c.args) < 3 and not any(k.arg == "caption" for k in c.keywords)]
+
+
 def test_every_notebook_figure_has_a_caption():
     for nb in sorted((ROOT / "notebooks").glob("0*.ipynb")):
         src = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        procedure = re.search(r"experiments\.(\w+)\(globals\(\)\)", src)
+        if procedure:  # the notebook's figures are its procedure's adasmooth.experiments.Figure s
+            n, bare = _figures_without_caption(ROOT / "adasmooth" / "experiments" / f"{procedure[1]}.py")
+            assert n and not bare, f"{nb.name}: Figure without a caption at lines {bare}"
+            continue
         calls = re.findall(r"save_figure\((.*?)\)\n", src, flags=re.S)
         assert calls, nb.name
         assert all("caption=" in c for c in calls), nb.name

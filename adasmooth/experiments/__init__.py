@@ -7,11 +7,10 @@ parameters, loads the models and images (:func:`adasmooth.notebook.setup`), comp
 parameters cell recorded automatically (:func:`recorded_params`).  Tests and benchmarks call the same functions.
 
 The procedures live in one module each, named after the notebook (``loss_ablation`` for
-``04_loss_ablation``); ``experiments.<name>`` imports it on first use.
+``04_loss_ablation``) and imported below, so ``experiments.<name>`` is the procedure, never its module.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,9 +70,9 @@ class Experiment:
     fig_dir: str | None = None
     figure_paths: list = field(default_factory=list)
 
-    def show(self, *, tables: bool = True, display: bool = True) -> list[Path]:
+    def show(self, *, tables: bool = True, display: bool = True) -> None:
         """Draw and save every figure (shown inline with ``display``, else closed), then print the tables
-        in markdown; return the figures' paths (kept for :meth:`save`)."""
+        in markdown; the figures' paths are kept for :meth:`save` (``figure_paths``)."""
         import matplotlib.pyplot as plt
 
         from .. import results
@@ -82,11 +81,17 @@ class Experiment:
         for f in self.figures:
             fig = f.draw()
             self.figure_paths.append(results.save_figure(fig, self.fig_dir, f.name, caption=f.caption))
-            plt.show() if display else plt.close(fig)
+            if display and fig.canvas.manager is None:  # a bare Figure (not made through pyplot)
+                from IPython.display import display as ipython_display
+
+                ipython_display(fig)
+            elif display:
+                plt.show()
+            else:
+                plt.close(fig)
         if tables:
             for title, tab in self.tables.items():
                 print(f"{title}\n{results.markdown_table(tab)}\n")
-        return self.figure_paths
 
     def save(self) -> Path:
         """Write the results JSON (after :meth:`show`, which saves the figures it lists); return its path."""
@@ -104,8 +109,12 @@ def new(stem: str, namespace: dict, **parts) -> Experiment:
                       fig_dir=namespace.get("fig_dir"), **parts)
 
 
-def __getattr__(name: str):
-    """``experiments.loss_ablation`` etc.: the procedure of that name, imported from its module on first use."""
-    if name in NOTEBOOKS.values():
-        return getattr(importlib.import_module(f"{__name__}.{name}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the procedures (imported last: their modules use Experiment, Figure and new from above)
+from .quickstart import quickstart  # noqa: E402
+from .theory_checks import theory_checks  # noqa: E402
+from .ri_ablation import ri_ablation  # noqa: E402
+from .certified_radii import certified_radii  # noqa: E402
+from .loss_ablation import loss_ablation  # noqa: E402
+from .sigmoid_scale import sigmoid_scale  # noqa: E402
+from .alpha_explorer import alpha_explorer  # noqa: E402
+from .mixing_methods import mixing_methods  # noqa: E402
