@@ -6,6 +6,7 @@ checkpoint; a weights file whose hash does not match its JSON is rejected, never
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -139,6 +140,25 @@ def resume(stem: str | os.PathLike | None, config: dict, modules: dict, map_loca
     for key, module in modules.items():
         module.load_state_dict(state[key])
     return meta
+
+
+@contextlib.contextmanager
+def exclusive(stem: str | os.PathLike):
+    """Hold an exclusive lock on ``<stem>.lock`` (an advisory ``flock``; none where ``fcntl`` is missing):
+    two processes about to train the same checkpoint take turns, and the second finds it made."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    p = path_for(stem, ".lock")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def config_hash(config: dict) -> str:

@@ -286,3 +286,19 @@ def test_surrogate_attack_softens_a_saturated_sigmoid_and_restores_the_head(mode
             robust_accuracy_adaptive(model, x, y, eps=0.1, steps=1, surrogate_scale=0.0)
     finally:
         model.net.set_head(*old)
+
+
+def test_a_checkpoint_being_trained_is_locked_for_other_processes(tmp_path):
+    """Two notebooks side by side about to train the same mixing network take turns (checkpoint.exclusive)."""
+    import subprocess
+    import sys
+
+    from adasmooth import checkpoint
+
+    probe = ("import fcntl, sys\nf = open(sys.argv[1], 'a')\ntry:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+             "    print('free')\nexcept BlockingIOError:\n    print('held')\n")
+    lock = str(tmp_path / "net.lock")
+    with checkpoint.exclusive(tmp_path / "net"):
+        held = subprocess.run([sys.executable, "-c", probe, lock], capture_output=True, text=True).stdout.strip()
+    free = subprocess.run([sys.executable, "-c", probe, lock], capture_output=True, text=True).stdout.strip()
+    assert (held, free) == ("held", "free")

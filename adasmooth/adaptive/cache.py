@@ -65,26 +65,9 @@ def get_mixing_network(g_name: str, h_name: str, config: MixingConfig | None = N
     if not checkpoint.path_for(s, ".json").exists():
         if not train_if_missing:
             raise checkpoint.CheckpointError(f"mixing network {s.name} is not cached at {s}.pt")
-        dataset = zoo.recipe(g_name).dataset
-        x, y = data.load(dataset, cfg.split)
-        if cfg.train_subset:
-            idx = data.balanced_subset(y, cfg.train_subset // data.info(dataset)["num_classes"], seed=cfg.seed)
-            x, y = x[idx], y[idx]
-        state_path = s.parent / (s.name + ".train-state")
-        log.info("training mixing network %s on %s (%d images)", s.name, device, len(x))
-        model, hist = train_mixing_network(g, h, x, y, cfg, device=device, progress=progress,
-                                           state_path=state_path)
-        import torchvision
-
-        meta = {"name": s.name, "config": ident, "config_hash": checkpoint.config_hash(ident),
-                "train_seconds": round(hist["seconds"], 1), "steps": hist["steps"],
-                "final_loss": hist["loss"][-1], "first_loss": hist["loss"][0],
-                "curve": training_curve(hist),
-                "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                             "python": platform.python_version(), "adasmooth": __version__},
-                "device": str(device), "threads": torch.get_num_threads()}
-        checkpoint.save(s, {k: v.detach().cpu() for k, v in model.net.state_dict().items()}, meta)
-        checkpoint.remove(state_path)
+        with checkpoint.exclusive(s):  # notebooks side by side: one trains, the other waits and loads it
+            if not checkpoint.path_for(s, ".json").exists():
+                _train_and_save(s, g, h, g_name, cfg, ident, device=device, progress=progress)
     state, meta = checkpoint.load(s, map_location="cpu")
     if meta.get("config") != ident:
         raise checkpoint.CheckpointError(f"checkpoint {s} was made with another configuration")
@@ -93,3 +76,27 @@ def get_mixing_network(g_name: str, h_name: str, config: MixingConfig | None = N
     model = AdaptiveMixedClassifier(g, h, net).to(device).eval()
     model.metadata = meta
     return model
+
+
+def _train_and_save(s, g, h, g_name: str, cfg, ident: dict, *, device, progress) -> None:
+    """Train the mixing network of checkpoint stem ``s`` (resumable from ``<s>.train-state``) and save it with
+    its metadata (config, training time and curve, versions, device, threads)."""
+    import torchvision
+
+    dataset = zoo.recipe(g_name).dataset
+    x, y = data.load(dataset, cfg.split)
+    if cfg.train_subset:
+        idx = data.balanced_subset(y, cfg.train_subset // data.info(dataset)["num_classes"], seed=cfg.seed)
+        x, y = x[idx], y[idx]
+    state_path = s.parent / (s.name + ".train-state")
+    log.info("training mixing network %s on %s (%d images)", s.name, device, len(x))
+    model, hist = train_mixing_network(g, h, x, y, cfg, device=device, progress=progress, state_path=state_path)
+    meta = {"name": s.name, "config": ident, "config_hash": checkpoint.config_hash(ident),
+            "train_seconds": round(hist["seconds"], 1), "steps": hist["steps"],
+            "final_loss": hist["loss"][-1], "first_loss": hist["loss"][0],
+            "curve": training_curve(hist),
+            "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                         "python": platform.python_version(), "adasmooth": __version__},
+            "device": str(device), "threads": torch.get_num_threads()}
+    checkpoint.save(s, {k: v.detach().cpu() for k, v in model.net.state_dict().items()}, meta)
+    checkpoint.remove(state_path)
