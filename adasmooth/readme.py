@@ -167,13 +167,19 @@ def _sm1_line(docs: dict) -> str | None:
     return None
 
 
+def _full_threat(docs: dict, stem: str, key: str) -> tuple[list, int | None, dict]:
+    """Notebook ``stem``'s ``data[key]`` entries with a full-threat accuracy, their number of images and the
+    notebook's metrics."""
+    d = docs.get(stem) or {}
+    entries = [e for e in (d.get("data") or {}).get(key) or [] if e.get("full") is not None]
+    n = (entries[0].get("n") or (d.get("metrics") or {}).get("n_eval")) if entries else None
+    return entries, n, d.get("metrics") or {}
+
+
 def _sm2_line(docs: dict) -> str | None:
     """Notebook 04 (Table SM2): the range of the cells, the constant α and the best cells."""
-    d = docs.get("04_loss_ablation") or {}
-    cells = [c for c in (d.get("data") or {}).get("cells") or [] if c.get("full") is not None]
+    cells, n, m = _full_threat(docs, "04_loss_ablation", "cells")
     if cells:
-        n = cells[0].get("n") or (d.get("metrics") or {}).get("n_eval")
-        m = d.get("metrics") or {}
         best = verdicts.best_options({(c["c_prod"], c["c_ce"]): c["full"] for c in cells}, n)
         lo, hi = min(cells, key=lambda c: c["full"]), max(cells, key=lambda c: c["full"])
         return (f"- Table SM2 (04, n = {n}, every cell shifted to {_pct(m.get('target_clean', 0))} clean): "
@@ -186,11 +192,8 @@ def _sm2_line(docs: dict) -> str | None:
 
 def _sm3_line(docs: dict) -> str | None:
     """Notebook 05 (Table SM3): each Sigmoid scale, the constant α and the best scale."""
-    d = docs.get("05_sigmoid_scale") or {}
-    per = [s for s in (d.get("data") or {}).get("per_scale") or [] if s.get("full") is not None]
+    per, n, m = _full_threat(docs, "05_sigmoid_scale", "per_scale")
     if per:
-        n = per[0].get("n") or (d.get("metrics") or {}).get("n_eval")
-        m = d.get("metrics") or {}
         best = verdicts.best_options({s["scale"]: s["full"] for s in per}, n)
         return (f"- Table SM3 (05, n = {n}): "
                 + "; ".join(f"scale {s['scale']:g}: {_acc(s['full'], n)}" for s in per)
