@@ -155,11 +155,8 @@ def _summary(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m adasmooth")
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = p.add_subparsers(dest="cmd", required=True)
-
+def _zoo_commands(sub) -> None:
+    """``zoo list|train|verify|ship``."""
     z = sub.add_parser("zoo", help="the model zoo").add_subparsers(dest="zoo_cmd", required=True)
     zl = z.add_parser("list", help="list recipes, cached or not, with metrics")
     zl.add_argument("--cache", default=None, help="cache folder (default: <data>/zoo)")
@@ -186,11 +183,17 @@ def main(argv=None) -> int:
     zs.add_argument("--threads", type=int, default=1, help="torch threads the models were trained with")
     zs.set_defaults(func=_zoo_ship)
 
+
+def _data_commands(sub) -> None:
+    """``data fetch``."""
     d = sub.add_parser("data", help="datasets").add_subparsers(dest="data_cmd", required=True)
     df = d.add_parser("fetch", help="download a dataset through torchvision (needs internet)")
     df.add_argument("name")
     df.set_defaults(func=_data_fetch)
 
+
+def _reproduce_command(sub) -> None:
+    """``reproduce``: every notebook through papermill."""
     r = sub.add_parser("reproduce", help="run every notebook through papermill")
     r.add_argument("--profile", default="default", choices=["smoke", "default", "paper"])
     r.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 02,04")
@@ -207,6 +210,9 @@ def main(argv=None) -> int:
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     r.set_defaults(func=_reproduce)
 
+
+def _app_command(sub) -> None:
+    """``app``: the α explorer as a Voilà web app."""
     a = sub.add_parser("app", help="serve the α explorer (notebook 06) as a read-only web app with Voilà")
     a.add_argument("--profile", default="default", choices=["smoke", "default", "paper"],
                    help="whose parameters and recorded grid (results/<profile>/06_alpha_explorer.json) to show")
@@ -214,10 +220,23 @@ def main(argv=None) -> int:
     a.add_argument("--port", type=int, default=8866)
     a.add_argument("--grid-from", default=None, help="another results JSON of notebook 06 to show")
     a.set_defaults(func=_app)
+
+
+def _summary_command(sub) -> None:
+    """``summary``: summary.md (and the README blocks) from the recorded results."""
     s = sub.add_parser("summary", help="rewrite results/<profile>/summary.md from the recorded results (no notebook runs); "
                        "for the default profile also README.md's generated results blocks")
     s.add_argument("--profile", default="default", choices=["smoke", "default", "paper"])
     s.set_defaults(func=_summary)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m adasmooth")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    for add in (_zoo_commands, _data_commands, _reproduce_command, _app_command, _summary_command):
+        add(sub)
 
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

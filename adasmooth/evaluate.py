@@ -138,6 +138,46 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
     from ``ATTACKS``: ``extra_attacks`` and ``reference`` are callables the cache cannot key); the row then
     says ``cached`` and keeps the ``seconds`` its computation took.
     """
+    options, subsets = _check_tradeoff(x, y, alphas, options, norm=norm, apgd_iter=apgd_iter, attacks=attacks,
+                                       extra_attacks=extra_attacks, reference=reference, subsets=subsets,
+                                       use_cache=use_cache)
+    dev = _device(g, device)
+    x, y = x.to(dev), y.to(dev)
+    common = dict(eps=eps, steps=steps, norm=norm, step_size=step_size, random_start=random_start, seed=seed,
+                  batch_size=batch_size)
+    apgd = dict(eps=eps, norm=norm, n_iter=apgd_iter, seed=seed, batch_size=batch_size)
+    built: dict[str, Callable | torch.Tensor] = {}
+
+    def attack_fns():  # built on the first row that is not cached (the transfers cost one PGD run each)
+        if not built:
+            built.update(_named_attacks(g, h, x, y, attacks, common, apgd, n_targets))
+            built.update(extra_attacks or {})
+        return built
+
+    question = _cache_question(g, h, x, y, attacks, common, apgd, n_targets) if use_cache else None
+    reference = dict(reference or {})
+    rows = []
+    grid = [(o, float(a)) for o in options for a in alphas]
+    for oname, a in progress_bar(grid, progress=progress, desc="trade-off"):
+        spec = get_mixer(oname)
+        mix = spec.build(g, h, a, norm=norm)
+        masks, seconds, hit = _row_masks(mix, x, y, attack_fns, batch_size, dev,
+                                         {**question, "option": oname, "alpha": a} if use_cache else None)
+        row = _accuracy_row(oname, spec, a, len(x), masks, subsets)
+        if reference:
+            seconds += _add_reference(row, mix, x, y, reference, masks["correct"], batch_size, dev)
+        row["seconds"] = round(seconds, 2)
+        if use_cache:
+            row["cached"] = hit
+        log.info("%s α=%.3g: clean %.2f %%, attacked %.2f %%%s", oname, a, 100 * row["clean"], 100 * row["attacked"],
+                 " (cached)" if hit else "")
+        rows.append(row)
+    return rows
+
+
+def _check_tradeoff(x, y, alphas, options, *, norm, apgd_iter, attacks, extra_attacks, reference, subsets,
+                    use_cache) -> tuple[list, dict]:
+    """:func:`tradeoff_curve`'s arguments checked; returns the options as a list and the subsets as a dict."""
     _check_xy(x, y)
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
@@ -161,48 +201,27 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
     if use_cache and (extra_attacks or reference):
         raise ValueError("use_cache=True needs attacks named from ATTACKS only: extra_attacks and reference are "
                          "callables the attack cache cannot key")
-    dev = _device(g, device)
-    x, y = x.to(dev), y.to(dev)
-    common = dict(eps=eps, steps=steps, norm=norm, step_size=step_size, random_start=random_start, seed=seed,
-                  batch_size=batch_size)
-    apgd = dict(eps=eps, norm=norm, n_iter=apgd_iter, seed=seed, batch_size=batch_size)
-    built: dict[str, Callable | torch.Tensor] = {}
+    return options, subsets
 
-    def attack_fns():  # built on the first row that is not cached (the transfers cost one PGD run each)
-        if not built:
-            built.update(_named_attacks(g, h, x, y, attacks, common, apgd, n_targets))
-            built.update(extra_attacks or {})
-        return built
 
-    question = _cache_question(g, h, x, y, attacks, common, apgd, n_targets) if use_cache else None
-    reference = dict(reference or {})
-    rows = []
-    grid = [(o, float(a)) for o in options for a in alphas]
-    for oname, a in progress_bar(grid, progress=progress, desc="trade-off"):
-        spec = get_mixer(oname)
-        space, R = spec.space, spec.R
-        mix = spec.build(g, h, a, norm=norm)
-        masks, seconds, hit = _row_masks(mix, x, y, attack_fns, batch_size, dev,
-                                         {**question, "option": oname, "alpha": a} if use_cache else None)
-        row = {"option": oname, "space": space, "R": R, "alpha": a, "n": len(x),
-               "clean": _fraction(masks["clean"]), "attacked": _fraction(masks["correct"]),
-               **{k: _fraction(v) for k, v in masks["per_attack"].items()}}
-        for sname, members in subsets.items():
-            ok = torch.stack([masks["clean"], *(masks["per_attack"][m] for m in members)]).all(0)
-            row[sname] = _fraction(ok)
-        if reference:
-            t0 = time.perf_counter()
-            ref = robust_accuracy(mix, x, y, reference, batch_size=batch_size, device=dev)
-            row.update(ref.per_attack)
-            row["attacked_all"] = _fraction(masks["correct"] & ref.correct)
-            seconds += time.perf_counter() - t0
-        row["seconds"] = round(seconds, 2)
-        if use_cache:
-            row["cached"] = hit
-        log.info("%s α=%.3g: clean %.2f %%, attacked %.2f %%%s", oname, a, 100 * row["clean"], 100 * row["attacked"],
-                 " (cached)" if hit else "")
-        rows.append(row)
-    return rows
+def _accuracy_row(oname: str, spec, a: float, n: int, masks: dict, subsets: dict) -> dict:
+    """A trade-off row's accuracies: clean, worst case, per attack and per subset of attacks."""
+    row = {"option": oname, "space": spec.space, "R": spec.R, "alpha": a, "n": n,
+           "clean": _fraction(masks["clean"]), "attacked": _fraction(masks["correct"]),
+           **{k: _fraction(v) for k, v in masks["per_attack"].items()}}
+    for sname, members in subsets.items():
+        ok = torch.stack([masks["clean"], *(masks["per_attack"][m] for m in members)]).all(0)
+        row[sname] = _fraction(ok)
+    return row
+
+
+def _add_reference(row: dict, mix, x, y, reference: Mapping, correct, batch_size: int, dev) -> float:
+    """The ``reference`` attacks' columns and ``attacked_all`` added to ``row``; returns their seconds."""
+    t0 = time.perf_counter()
+    ref = robust_accuracy(mix, x, y, reference, batch_size=batch_size, device=dev)
+    row.update(ref.per_attack)
+    row["attacked_all"] = _fraction(correct & ref.correct)
+    return time.perf_counter() - t0
 
 
 def _named_attacks(g, h, x, y, attacks, common: dict, apgd: dict, n_targets: int) -> dict:

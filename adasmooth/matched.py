@@ -59,16 +59,7 @@ def curves(*, learned_name: str = "fmnist-adaptive", positions=(0.25, 0.5, 0.75)
         raise ValueError(f"positions must be a non-empty list of values in [0, 1], got {positions!r}")
     r = learned.recipe(learned_name)
     x, y, sq_pos = test_images(zoo.recipe(r.g).dataset, n_test, budget, device)
-    jobs = {}
-    for p in positions:
-        jobs[f"constant@{p:g}"] = ("constant", p)
-        jobs[f"{learned_name}@{p:g}"] = ("learned", p)
-    if endpoints:
-        jobs["g"], jobs["h"] = ("end", 0.0), ("end", 1.0)
-    if only is not None:
-        unknown = set(only) - set(jobs)
-        if unknown:
-            raise ValueError(f"only must name points among {list(jobs)}, got {sorted(unknown)}")
+    _check_only(only, learned_name, positions, endpoints)
     out = {"n": len(y), "budget": dataclasses.asdict(budget), "learned": learned_name,
            "positions": [float(p) for p in positions], "points": [], "endpoints": {}}
 
@@ -85,21 +76,7 @@ def curves(*, learned_name: str = "fmnist-adaptive", positions=(0.25, 0.5, 0.75)
         const = MixedClassifier(model.g, model.h, alpha).to(device).eval()
         res = {learned_name: run(f"{learned_name}@{p:g}", model, ident),
                "constant": run(f"constant@{p:g}", const, fingerprint(model.g, model.h, extra={"alpha": const.alpha}))}
-        point = {"position": float(p), "target_val": val["target"], "val": val, "methods": {}, "paired": {}}
-        for k, v in res.items():
-            if v is not None:
-                point["methods"][k] = _masks_doc(v)
-        point["methods"].get("constant", {})["alpha"] = alpha
-        if learned_name in point["methods"]:
-            point["methods"][learned_name]["shift"] = float(model.net.shift)
-        if all(v is not None for v in res.values()):
-            a, b = res[learned_name], res["constant"]
-            pair = {"attacked": mcnemar(a["worst"], b["worst"]), "clean": mcnemar(a["clean"], b["clean"])}
-            if a["square"] is not None:
-                pair["after_square"] = mcnemar(a["square"]["after"], b["square"]["after"])
-            point["paired"][f"{learned_name} vs constant"] = pair
-            point["verdict"] = verdict(point, learned_name)
-        out["points"].append(point)
+        out["points"].append(_point_doc(float(p), learned_name, res, alpha, val, float(model.net.shift)))
     if endpoints:
         g = zoo.get(r.g, train_if_missing=False, root=root, overrides=base_overrides, device=device)
         h = zoo.get(r.h, train_if_missing=False, root=root, overrides=base_overrides, device=device)
@@ -109,6 +86,40 @@ def curves(*, learned_name: str = "fmnist-adaptive", positions=(0.25, 0.5, 0.75)
             if res is not None:
                 out["endpoints"][label] = _masks_doc(res)
     return out
+
+
+def _check_only(only, learned_name: str, positions, endpoints: bool) -> None:
+    """``only`` must name points of the run: ``constant@<p>``, ``<learned_name>@<p>``, and ``g``, ``h``."""
+    jobs = {}
+    for p in positions:
+        jobs[f"constant@{p:g}"] = ("constant", p)
+        jobs[f"{learned_name}@{p:g}"] = ("learned", p)
+    if endpoints:
+        jobs["g"], jobs["h"] = ("end", 0.0), ("end", 1.0)
+    if only is not None:
+        unknown = set(only) - set(jobs)
+        if unknown:
+            raise ValueError(f"only must name points among {list(jobs)}, got {sorted(unknown)}")
+
+
+def _point_doc(position: float, learned_name: str, res: dict, alpha: float, val: dict, shift: float) -> dict:
+    """One matched point: both methods' masks as accuracies (``res``, None where not run), the constant α,
+    α_θ's shift and, when both ran, McNemar and the headline rule's verdict."""
+    point = {"position": position, "target_val": val["target"], "val": val, "methods": {}, "paired": {}}
+    for k, v in res.items():
+        if v is not None:
+            point["methods"][k] = _masks_doc(v)
+    point["methods"].get("constant", {})["alpha"] = alpha
+    if learned_name in point["methods"]:
+        point["methods"][learned_name]["shift"] = shift
+    if all(v is not None for v in res.values()):
+        a, b = res[learned_name], res["constant"]
+        pair = {"attacked": mcnemar(a["worst"], b["worst"]), "clean": mcnemar(a["clean"], b["clean"])}
+        if a["square"] is not None:
+            pair["after_square"] = mcnemar(a["square"]["after"], b["square"]["after"])
+        point["paired"][f"{learned_name} vs constant"] = pair
+        point["verdict"] = verdict(point, learned_name)
+    return point
 
 
 def curve_tables(doc: dict) -> dict:

@@ -71,18 +71,11 @@ def compare(*, learned_name: str | None = "fmnist-adaptive", g: str = "fmnist-st
     forward passes per prediction, attack seconds).  With ``endpoints``, g and h alone under the constant-α
     attacks.  ``use_cache``: the per-image attack cache (:func:`comparison.evaluate`); ``cache_fit``: the NUTS
     fit's JSON in the zoo folder ``root``."""
-    from . import data, learned, zoo
-    from .adaptive import calibrate_constant_alpha
-    from .matched import _position_models
+    from . import data, zoo
     from .runtime import get_device
 
     device = get_device(device)
-    if not positions or any(not 0.0 <= float(p) <= 1.0 for p in positions):
-        raise ValueError(f"positions must be a non-empty list of values in [0, 1], got {positions!r}")
-    if learned_name is not None:
-        r = learned.recipe(learned_name)
-        if (r.g, r.h) != (g, h):
-            raise ValueError(f"learned mixer {learned_name!r} mixes g={r.g!r}, h={r.h!r}, not g={g!r}, h={h!r}")
+    _check_compare(learned_name, g, h, positions)
     dataset = zoo.recipe(g).dataset
     k = data.info(dataset)["num_classes"]
     if nuts_n_fit < k:
@@ -91,14 +84,9 @@ def compare(*, learned_name: str | None = "fmnist-adaptive", g: str = "fmnist-st
     hm = zoo.get(h, train_if_missing=False, root=root, overrides=base_overrides, device=device)
     x, y, sq_pos = test_images(dataset, n_test, budget, device)
     xv, yv = data.load(dataset, "val")
-    fit_idx = data.balanced_subset(yv, nuts_n_fit // k, seed=budget.seed)
-    fit_cfg = dict(eps=budget.eps, norm=budget.norm, percentile=float(nuts_percentile), grid=nuts_grid, k=nuts_k,
-                   steps=nuts_fit_steps, seed=budget.seed)
-    fit = nuts.get_or_fit(gm, hm, xv[fit_idx], yv[fit_idx], root=root, use_cache=cache_fit, device=device,
-                          batch_size=budget.batch_size, **fit_cfg)
+    fit = _fit_nuts(gm, hm, xv, yv, nuts_n_fit // k, budget, percentile=nuts_percentile, grid=nuts_grid,
+                    k=nuts_k, steps=nuts_fit_steps, root=root, cache_fit=cache_fit, device=device)
     params = {key: fit[key] for key in ("s", "p", "c", "k")}
-    log.info("MixedNUTS fit: s=%g p=%g c=%g (objective %.3f, %s)", params["s"], params["p"], params["c"],
-             fit["objective"], "cached" if fit["cached"] else f"{fit['seconds']:.0f} s")
     out = {"n": len(y), "images_sha256": images_hash(x, y), "budget": dataclasses.asdict(budget),
            "learned": learned_name, "g": g, "h": h, "positions": [float(p) for p in positions],
            "nuts_fit": {key: v for key, v in fit.items() if key != "grid_results"},
@@ -108,69 +96,129 @@ def compare(*, learned_name: str | None = "fmnist-adaptive", g: str = "fmnist-st
         return evaluate(model, x, y, budget, identity=ident, square_idx=sq_pos, use_cache=use_cache,
                         progress=progress)
 
-    for p in positions:
-        p = float(p)
-        models, costs = {}, {}
-        if learned_name is not None:
-            t0 = time.perf_counter()
-            lm, ident, alpha_c, val = _position_models(learned_name, p, root=root, base_overrides=base_overrides,
-                                                       mixing_overrides=mixing_overrides, device=device)
-            head_s = time.perf_counter() - t0
-            models[learned_name] = (lm, ident, {"shift": float(lm.net.shift)})
-            costs[learned_name] = {"setup_seconds": round(float(lm.metadata.get("train_seconds", 0.0)) + head_s, 1),
-                                   "setup": "mixing-network training + head on the validation split",
-                                   "forward_passes": "g + h + mixing network"}
-            target = val["target"]
-            t0 = time.perf_counter()
-            const_alpha = alpha_c
-        else:
-            t0 = time.perf_counter()
-            acc_g = (predict(gm, xv.to(device), budget.batch_size).cpu() == yv).double().mean().item()
-            acc_h = (predict(hm, xv.to(device), budget.batch_size).cpu() == yv).double().mean().item()
-            target = acc_h + p * (acc_g - acc_h)
-            val = {"n": len(yv), "acc_g": acc_g, "acc_h": acc_h, "target": target}
-            const_alpha = calibrate_constant_alpha(gm, hm, xv, yv, target, tol=1.0 / len(yv), device=device).value
-        const = MixedClassifier(gm, hm, const_alpha).to(device).eval()
-        models = {CONSTANT: (const, fingerprint(gm, hm, extra={"alpha": const.alpha}), {"alpha": const.alpha}),
-                  **models}
-        costs[CONSTANT] = {"setup_seconds": round(time.perf_counter() - t0, 1) if learned_name is None else 0.0,
-                           "setup": "bisection on the validation split (chosen with the learned head)"
-                           if learned_name is not None else "bisection on the validation split",
-                           "forward_passes": "g + h"}
-        t0 = time.perf_counter()
-        cal = nuts.calibrate_alpha(gm, hm, params, xv, yv, target, tol=1.0 / len(yv), smooth=nuts_smooth,
-                                   batch_size=budget.batch_size, device=device)
-        nm = nuts.NutsClassifier(gm, hm, alpha=cal.value, smooth=nuts_smooth, **params).to(device).eval()
-        models[NUTS] = (nm, fingerprint(gm, hm, extra={"mixednuts": nm.params(), "path": "auto"}),
-                        {**nm.params(), "val_accuracy": cal.accuracy})
-        costs[NUTS] = {"setup_seconds": round((0.0 if fit["cached"] else fit["seconds"]) + time.perf_counter() - t0, 1),
-                       "fit_seconds": fit["seconds"], "setup": "(s, p, c) grid fit (PGD on h) + α bisection",
-                       "forward_passes": "g + h"}
+    for p in map(float, positions):
+        models, costs, target, val = _constant_and_learned(learned_name, p, gm, hm, xv, yv, budget, root=root,
+                                                           base_overrides=base_overrides,
+                                                           mixing_overrides=mixing_overrides, device=device)
+        models[NUTS], costs[NUTS] = _nuts_method(gm, hm, params, fit, xv, yv, target, nuts_smooth, budget, device)
         point = {"position": p, "target_val": target, "val": val, "methods": {}, "paired": {}}
         masks = {}
         for name, (model, ident, knob) in models.items():
             log.info("mixing methods: %s at position %g", name, p)
-            res = run(model, ident)
-            masks[name] = res
-            doc = _masks_doc(res)
-            doc["knob"] = knob
-            attack_s = sum(s["seconds"] for s in res["steps"]) + (res["square"]["seconds"] if res["square"] else 0)
-            doc["cost"] = {**costs[name], "attack_seconds": round(attack_s, 1)}
-            point["methods"][name] = doc
-        names = list(masks)
-        for i, a in enumerate(names):
-            for b in names[i + 1:]:
-                pair = {"attacked": mcnemar(masks[a]["worst"], masks[b]["worst"]),
-                        "clean": mcnemar(masks[a]["clean"], masks[b]["clean"])}
-                if masks[a]["square"] is not None:
-                    pair["after_square"] = mcnemar(masks[a]["square"]["after"], masks[b]["square"]["after"])
-                point["paired"][f"{a} vs {b}"] = pair
+            masks[name] = res = run(model, ident)
+            point["methods"][name] = _method_doc(res, knob, costs[name])
+        point["paired"] = _all_pairs(masks)
         point["verdict"] = point_verdict(point)
         out["points"].append(point)
     if endpoints:
         for label, alpha in (("g", 0.0), ("h", 1.0)):
             m = MixedClassifier(gm, hm, alpha).to(device).eval()
             out["endpoints"][label] = _masks_doc(run(m, fingerprint(gm, hm, extra={"alpha": alpha})))
+    return out
+
+
+def _check_compare(learned_name: str | None, g: str, h: str, positions) -> None:
+    """The positions must lie in [0, 1] and the learned mixer (if any) must mix ``g`` and ``h``."""
+    from . import learned
+
+    if not positions or any(not 0.0 <= float(p) <= 1.0 for p in positions):
+        raise ValueError(f"positions must be a non-empty list of values in [0, 1], got {positions!r}")
+    if learned_name is not None:
+        r = learned.recipe(learned_name)
+        if (r.g, r.h) != (g, h):
+            raise ValueError(f"learned mixer {learned_name!r} mixes g={r.g!r}, h={r.h!r}, not g={g!r}, h={h!r}")
+
+
+def _fit_nuts(gm, hm, xv, yv, per_class: int, budget: Budget, *, percentile: float, grid, k, steps: int, root,
+              cache_fit: bool, device) -> dict:
+    """MixedNUTS's (s, p, c) fitted (or read from the zoo folder ``root``) on ``per_class`` validation images
+    of each class (:func:`nuts.get_or_fit`)."""
+    from . import data
+
+    fit_idx = data.balanced_subset(yv, per_class, seed=budget.seed)
+    fit_cfg = dict(eps=budget.eps, norm=budget.norm, percentile=float(percentile), grid=grid, k=k,
+                   steps=steps, seed=budget.seed)
+    fit = nuts.get_or_fit(gm, hm, xv[fit_idx], yv[fit_idx], root=root, use_cache=cache_fit, device=device,
+                          batch_size=budget.batch_size, **fit_cfg)
+    log.info("MixedNUTS fit: s=%g p=%g c=%g (objective %.3f, %s)", fit["s"], fit["p"], fit["c"],
+             fit["objective"], "cached" if fit["cached"] else f"{fit['seconds']:.0f} s")
+    return fit
+
+
+def _constant_and_learned(learned_name: str | None, p: float, gm, hm, xv, yv, budget: Budget, *, root,
+                          base_overrides, mixing_overrides, device) -> tuple[dict, dict, float, dict]:
+    """The constant α and (unless ``learned_name`` is None) α_θ at position ``p``: ``(models, costs, target,
+    val)`` with models ``name -> (model, fingerprint, knob)``, the constant α first.  With α_θ, the constant α
+    is the one its head was chosen with; without, it is bisected to the target on the validation split."""
+    from .adaptive import calibrate_constant_alpha
+    from .matched import _position_models
+
+    models, costs = {}, {}
+    if learned_name is not None:
+        t0 = time.perf_counter()
+        lm, ident, alpha_c, val = _position_models(learned_name, p, root=root, base_overrides=base_overrides,
+                                                   mixing_overrides=mixing_overrides, device=device)
+        head_s = time.perf_counter() - t0
+        models[learned_name] = (lm, ident, {"shift": float(lm.net.shift)})
+        costs[learned_name] = {"setup_seconds": round(float(lm.metadata.get("train_seconds", 0.0)) + head_s, 1),
+                               "setup": "mixing-network training + head on the validation split",
+                               "forward_passes": "g + h + mixing network"}
+        target = val["target"]
+        t0 = time.perf_counter()
+        const_alpha = alpha_c
+    else:
+        t0 = time.perf_counter()
+        acc_g = (predict(gm, xv.to(device), budget.batch_size).cpu() == yv).double().mean().item()
+        acc_h = (predict(hm, xv.to(device), budget.batch_size).cpu() == yv).double().mean().item()
+        target = acc_h + p * (acc_g - acc_h)
+        val = {"n": len(yv), "acc_g": acc_g, "acc_h": acc_h, "target": target}
+        const_alpha = calibrate_constant_alpha(gm, hm, xv, yv, target, tol=1.0 / len(yv), device=device).value
+    const = MixedClassifier(gm, hm, const_alpha).to(device).eval()
+    models = {CONSTANT: (const, fingerprint(gm, hm, extra={"alpha": const.alpha}), {"alpha": const.alpha}),
+              **models}
+    costs[CONSTANT] = {"setup_seconds": round(time.perf_counter() - t0, 1) if learned_name is None else 0.0,
+                       "setup": "bisection on the validation split (chosen with the learned head)"
+                       if learned_name is not None else "bisection on the validation split",
+                       "forward_passes": "g + h"}
+    return models, costs, target, val
+
+
+def _nuts_method(gm, hm, params: dict, fit: dict, xv, yv, target: float, smooth: float, budget: Budget,
+                 device) -> tuple[tuple, dict]:
+    """MixedNUTS with its α bisected to ``target`` on the validation split: ``(model, fingerprint, knob)`` and
+    its cost."""
+    t0 = time.perf_counter()
+    cal = nuts.calibrate_alpha(gm, hm, params, xv, yv, target, tol=1.0 / len(yv), smooth=smooth,
+                               batch_size=budget.batch_size, device=device)
+    nm = nuts.NutsClassifier(gm, hm, alpha=cal.value, smooth=smooth, **params).to(device).eval()
+    method = (nm, fingerprint(gm, hm, extra={"mixednuts": nm.params(), "path": "auto"}),
+              {**nm.params(), "val_accuracy": cal.accuracy})
+    cost = {"setup_seconds": round((0.0 if fit["cached"] else fit["seconds"]) + time.perf_counter() - t0, 1),
+            "fit_seconds": fit["seconds"], "setup": "(s, p, c) grid fit (PGD on h) + α bisection",
+            "forward_passes": "g + h"}
+    return method, cost
+
+
+def _method_doc(res: dict, knob: dict, cost: dict) -> dict:
+    """One method's results at a point: accuracies (:func:`comparison._masks_doc`), its knob and its cost."""
+    doc = _masks_doc(res)
+    doc["knob"] = knob
+    attack_s = sum(s["seconds"] for s in res["steps"]) + (res["square"]["seconds"] if res["square"] else 0)
+    doc["cost"] = {**cost, "attack_seconds": round(attack_s, 1)}
+    return doc
+
+
+def _all_pairs(masks: dict) -> dict:
+    """McNemar's test of every pair of methods (in ``masks``' order): attacked, clean, after Square."""
+    out = {}
+    names = list(masks)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            pair = {"attacked": mcnemar(masks[a]["worst"], masks[b]["worst"]),
+                    "clean": mcnemar(masks[a]["clean"], masks[b]["clean"])}
+            if masks[a]["square"] is not None:
+                pair["after_square"] = mcnemar(masks[a]["square"]["after"], masks[b]["square"]["after"])
+            out[f"{a} vs {b}"] = pair
     return out
 
 

@@ -213,16 +213,7 @@ def fit(g: nn.Module, h: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, *,
     """
     from .attacks import pgd
 
-    if not _finite_number(percentile) or not 0 < percentile < 100:
-        raise ValueError(f"percentile must be a number in (0, 100), got {percentile!r}")
-    if not _finite_number(eps) or eps <= 0:
-        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    check_params(1.0, 1.0, 0.0, k)
-    grid = _check_grid(grid)
-    if len(x_val) != len(y_val) or len(y_val) == 0:
-        raise ValueError(f"x_val and y_val must hold the same, non-zero number of images: {len(x_val)}, {len(y_val)}")
+    grid = _check_fit(x_val, y_val, eps=eps, percentile=percentile, grid=grid, k=k, steps=steps)
     device = get_device(device)
     t0 = time.perf_counter()
     g, h = g.to(device).eval(), h.to(device).eval()
@@ -241,8 +232,38 @@ def fit(g: nn.Module, h: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, *,
     z_atk, z_cln = zh_adv[atk_ok], zh[clean_set]
     if len(z_atk) == 0:
         raise ValueError("h is wrong on every attacked validation image: no attacked-correct margins to fit on")
+    rows = _grid_objectives(z_atk, z_cln, grid, k, 1.0 - percentile / 100.0)
+    best = min(range(len(rows)), key=lambda i: (rows[i]["objective"], rows[i]["clean_mean_margin"], i))
+    b = rows[best]
+    return {"s": b["s"], "p": b["p"], "c": b["c"], "k": k, "cutoff": b["cutoff"],
+            "alpha_cutoff": 1.0 / (1.0 + b["cutoff"]), "objective": b["objective"], "percentile": float(percentile),
+            "n_fit": len(y), "n_attacked_correct": int(atk_ok.sum()), "n_clean_set": int(clean_set.sum()),
+            "clean_set": which, "acc_g": float(g_ok.double().mean()), "acc_h": float(h_ok.double().mean()),
+            "acc_h_attacked": float(atk_ok.double().mean()),
+            "attack": {"name": "pgd-ce on h", "eps": float(eps), "norm": norm, "steps": steps, "seed": seed},
+            "grid": grid, "grid_results": rows, "seconds": round(time.perf_counter() - t0, 2),
+            "forward_passes_per_image": 2 + 2 * steps}
+
+
+def _check_fit(x_val, y_val, *, eps, percentile, grid, k, steps) -> dict:
+    """:func:`fit`'s arguments checked; returns the grid (:func:`_check_grid`)."""
+    if not _finite_number(percentile) or not 0 < percentile < 100:
+        raise ValueError(f"percentile must be a number in (0, 100), got {percentile!r}")
+    if not _finite_number(eps) or eps <= 0:
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    check_params(1.0, 1.0, 0.0, k)
+    grid = _check_grid(grid)
+    if len(x_val) != len(y_val) or len(y_val) == 0:
+        raise ValueError(f"x_val and y_val must hold the same, non-zero number of images: {len(x_val)}, {len(y_val)}")
+    return grid
+
+
+def _grid_objectives(z_atk: torch.Tensor, z_cln: torch.Tensor, grid: dict, k, q: float) -> list[dict]:
+    """Per grid point (s, p, c): the cutoff (the ``q``-quantile of the mapped margins of the attacked images h
+    gets right, ``z_atk``) and the objective (the fraction of ``z_cln``'s mapped margins reaching it)."""
     rows = []
-    q = 1.0 - percentile / 100.0
     for s in grid["s"]:
         for p in grid["p"]:
             for c in grid["c"]:
@@ -254,16 +275,7 @@ def fit(g: nn.Module, h: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, *,
                 else:
                     obj, mean_m = 0.0, 0.0
                 rows.append({"s": s, "p": p, "c": c, "cutoff": cutoff, "objective": obj, "clean_mean_margin": mean_m})
-    best = min(range(len(rows)), key=lambda i: (rows[i]["objective"], rows[i]["clean_mean_margin"], i))
-    b = rows[best]
-    return {"s": b["s"], "p": b["p"], "c": b["c"], "k": k, "cutoff": b["cutoff"],
-            "alpha_cutoff": 1.0 / (1.0 + b["cutoff"]), "objective": b["objective"], "percentile": float(percentile),
-            "n_fit": len(y), "n_attacked_correct": int(atk_ok.sum()), "n_clean_set": int(clean_set.sum()),
-            "clean_set": which, "acc_g": float(g_ok.double().mean()), "acc_h": float(h_ok.double().mean()),
-            "acc_h_attacked": float(atk_ok.double().mean()),
-            "attack": {"name": "pgd-ce on h", "eps": float(eps), "norm": norm, "steps": steps, "seed": seed},
-            "grid": grid, "grid_results": rows, "seconds": round(time.perf_counter() - t0, 2),
-            "forward_passes_per_image": 2 + 2 * steps}
+    return rows
 
 
 def _weights_sha(*modules: nn.Module) -> str:

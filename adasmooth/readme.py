@@ -88,7 +88,13 @@ def _run_block(folder: Path, docs: dict, profile: str) -> list[str]:
 
 
 def _highlights(docs: dict) -> list[str]:
-    out = []
+    lines = [f(docs) for f in (_headline_line, _tradeoff_line, _ri_line, _sm1_line, _sm2_line, _sm3_line,
+                               _theory_line)]
+    return [line for line in lines if line] or ["- no results recorded"]
+
+
+def _headline_line(docs: dict) -> str | None:
+    """Notebook 04's headline: each learned mixer against the constant α, with its verdict."""
     d = docs.get("04_loss_ablation") or {}
     head = (d.get("data") or {}).get("headline") or {}
     methods = head.get("methods") or {}
@@ -101,17 +107,27 @@ def _highlights(docs: dict) -> list[str]:
             v = ((d.get("data") or {}).get("verdicts") or {}).get(name, {}).get("verdict", "–")
             parts.append(f"`{name}` {_acc(m['attacked']['acc'], m['attacked']['n'])} attacked at "
                          f"{_acc(m['clean']['acc'], m['clean']['n'])} clean (verdict: {v})")
-        out.append(f"- Headline (04, n = {head.get('n')} images): the constant α "
-                   f"{_acc(const['attacked']['acc'], const['attacked']['n'])} attacked at "
-                   f"{_acc(const['clean']['acc'], const['clean']['n'])} clean; " + "; ".join(parts) + ".")
+        return (f"- Headline (04, n = {head.get('n')} images): the constant α "
+                f"{_acc(const['attacked']['acc'], const['attacked']['n'])} attacked at "
+                f"{_acc(const['clean']['acc'], const['clean']['n'])} clean; " + "; ".join(parts) + ".")
+    return None
+
+
+def _tradeoff_line(docs: dict) -> str | None:
+    """Notebook 00's trade-off curve: clean / attacked accuracy per α."""
     d = docs.get("00_quickstart") or {}
     curve = (d.get("data") or {}).get("curve") or []
     if curve:
         n = curve[0].get("n") or (d.get("metrics") or {}).get("n_eval")
         p = d.get("params") or {}
         pts = "; ".join(f"α = {r['alpha']:g}: {_acc(r['clean'], n)} / {_acc(r['attacked'], n)}" for r in curve)
-        out.append(f"- Trade-off (00, {p.get('space', 'prob')} mixing, n = {n}, {results.NORMS.get(p.get('norm'), '')} "
-                   f"ε = {p.get('eps')}, attacks {_names(p.get('attacks') or [])}; clean / attacked): {pts}.")
+        return (f"- Trade-off (00, {p.get('space', 'prob')} mixing, n = {n}, {results.NORMS.get(p.get('norm'), '')} "
+                f"ε = {p.get('eps')}, attacks {_names(p.get('attacks') or [])}; clean / attacked): {pts}.")
+    return None
+
+
+def _ri_line(docs: dict) -> str | None:
+    """Notebook 02: the area under each mixing option's attacked-vs-clean curve, per panel."""
     d = docs.get("02_ri_ablation") or {}
     areas = (d.get("data") or {}).get("areas") or {}
     if areas:
@@ -125,8 +141,13 @@ def _highlights(docs: dict) -> list[str]:
                                      for o, v in sorted(opts.items(), key=lambda kv: -kv[1]))
                          + f" (best{' (tie)' if len(best) > 1 else ''}: "
                          + ", ".join(verdicts.RI_LABELS.get(o, o) for o in best) + ")")
-        out.append(f"- Fig. 1 / SM2a / SM2b (02, n = {n}): area under the attacked-vs-clean curve; " + "; ".join(parts)
-                   + ".")
+        return (f"- Fig. 1 / SM2a / SM2b (02, n = {n}): area under the attacked-vs-clean curve; " + "; ".join(parts)
+                + ".")
+    return None
+
+
+def _sm1_line(docs: dict) -> str | None:
+    """Notebook 03 (Fig. SM1): the crossing and largest certified radii of both bounds."""
     d = docs.get("03_certified_radii") or {}
     info = verdicts.sm1_curves(d) if d else None
     if info:
@@ -136,44 +157,62 @@ def _highlights(docs: dict) -> list[str]:
         def cross(b):
             return f"r ≈ {b['crossing']:g}" if b["crossing"] is not None else "none"
 
-        out.append(f"- Fig. SM1 (03, n = {info['n']}, {m.get('n_samples')} noise draws): "
-                   f"h^α at α = {m.get('alpha'):g} "
-                   f"({_acc(m.get('clean_mix'), info['n'])} clean) against the baseline "
-                   f"({_acc(m.get('clean_baseline'), info['n'])}); Lipschitz bound: crossing {cross(lip)}, largest "
-                   f"certified radius h^α {lip['largest']['mix']:g} vs baseline {lip['largest']['base']:g}; RS bound: "
-                   f"crossing {cross(rs)}, largest h^α {rs['largest']['mix']:g} vs baseline {rs['largest']['base']:g} "
-                   f"(grid step {info['step']:g}).")
-    d = docs.get("04_loss_ablation") or {}
-    cells = [c for c in (d.get("data") or {}).get("cells") or [] if c.get("full") is not None]
+        return (f"- Fig. SM1 (03, n = {info['n']}, {m.get('n_samples')} noise draws): "
+                f"h^α at α = {m.get('alpha'):g} "
+                f"({_acc(m.get('clean_mix'), info['n'])} clean) against the baseline "
+                f"({_acc(m.get('clean_baseline'), info['n'])}); Lipschitz bound: crossing {cross(lip)}, largest "
+                f"certified radius h^α {lip['largest']['mix']:g} vs baseline {lip['largest']['base']:g}; RS bound: "
+                f"crossing {cross(rs)}, largest h^α {rs['largest']['mix']:g} vs baseline {rs['largest']['base']:g} "
+                f"(grid step {info['step']:g}).")
+    return None
+
+
+def _full_threat(docs: dict, stem: str, key: str) -> tuple[list, int | None, dict]:
+    """Notebook ``stem``'s ``data[key]`` entries with a full-threat accuracy, their number of images and the
+    notebook's metrics."""
+    d = docs.get(stem) or {}
+    entries = [e for e in (d.get("data") or {}).get(key) or [] if e.get("full") is not None]
+    n = (entries[0].get("n") or (d.get("metrics") or {}).get("n_eval")) if entries else None
+    return entries, n, d.get("metrics") or {}
+
+
+def _sm2_line(docs: dict) -> str | None:
+    """Notebook 04 (Table SM2): the range of the cells, the constant α and the best cells."""
+    cells, n, m = _full_threat(docs, "04_loss_ablation", "cells")
     if cells:
-        n = cells[0].get("n") or (d.get("metrics") or {}).get("n_eval")
-        m = d.get("metrics") or {}
         best = verdicts.best_options({(c["c_prod"], c["c_ce"]): c["full"] for c in cells}, n)
         lo, hi = min(cells, key=lambda c: c["full"]), max(cells, key=lambda c: c["full"])
-        out.append(f"- Table SM2 (04, n = {n}, every cell shifted to {_pct(m.get('target_clean', 0))} clean): "
-                   f"{_acc(lo['full'], n)} to {_acc(hi['full'], n)} (full threat); the constant α "
-                   f"{_acc(m.get('constant_pgd', 0), n)}; best cells (c_prod, c_CE): "
-                   + ", ".join(f"({p:g}, {ce:g})" for p, ce in best) + "."
-                   + _with_range([c.get("range") for c in cells], n, m))
-    d = docs.get("05_sigmoid_scale") or {}
-    per = [s for s in (d.get("data") or {}).get("per_scale") or [] if s.get("full") is not None]
+        return (f"- Table SM2 (04, n = {n}, every cell shifted to {_pct(m.get('target_clean', 0))} clean): "
+                f"{_acc(lo['full'], n)} to {_acc(hi['full'], n)} (full threat); the constant α "
+                f"{_acc(m.get('constant_pgd', 0), n)}; best cells (c_prod, c_CE): "
+                + ", ".join(f"({p:g}, {ce:g})" for p, ce in best) + "."
+                + _with_range([c.get("range") for c in cells], n, m))
+    return None
+
+
+def _sm3_line(docs: dict) -> str | None:
+    """Notebook 05 (Table SM3): each Sigmoid scale, the constant α and the best scale."""
+    per, n, m = _full_threat(docs, "05_sigmoid_scale", "per_scale")
     if per:
-        n = per[0].get("n") or (d.get("metrics") or {}).get("n_eval")
-        m = d.get("metrics") or {}
         best = verdicts.best_options({s["scale"]: s["full"] for s in per}, n)
-        out.append(f"- Table SM3 (05, n = {n}): "
-                   + "; ".join(f"scale {s['scale']:g}: {_acc(s['full'], n)}" for s in per)
-                   + f"; the constant α {_acc(m.get('constant_pgd', 0), n)}; best scale"
-                   + (f"s (tie): {_names(f'{b:g}' for b in best)}" if len(best) > 1 else f": {best[0]:g}") + "."
-                   + _with_range([s.get("range") for s in per], n, m))
+        return (f"- Table SM3 (05, n = {n}): "
+                + "; ".join(f"scale {s['scale']:g}: {_acc(s['full'], n)}" for s in per)
+                + f"; the constant α {_acc(m.get('constant_pgd', 0), n)}; best scale"
+                + (f"s (tie): {_names(f'{b:g}' for b in best)}" if len(best) > 1 else f": {best[0]:g}") + "."
+                + _with_range([s.get("range") for s in per], n, m))
+    return None
+
+
+def _theory_line(docs: dict) -> str | None:
+    """Notebook 01: the violation counts of Lemma 1 and Theorems 1-3."""
     d = docs.get("01_theory_checks") or {}
     m = d.get("metrics") or {}
     if "lemma1_violations" in m:
-        out.append(f"- Theory checks (01): Lemma 1 {m['lemma1_violations']} violations in {m.get('lemma1_certified')} "
-                   f"certified trials; Theorems 1 / 2: {m.get('theorem1_violations')} / {m.get('theorem2_violations')} "
-                   f"violations in {m.get('theorem1_certified')} / {m.get('theorem2_certified')} certified cases; "
-                   f"Theorem 3: {m.get('theorem3_violations')} violations.")
-    return out or ["- no results recorded"]
+        return (f"- Theory checks (01): Lemma 1 {m['lemma1_violations']} violations in {m.get('lemma1_certified')} "
+                f"certified trials; Theorems 1 / 2: {m.get('theorem1_violations')} / {m.get('theorem2_violations')} "
+                f"violations in {m.get('theorem1_certified')} / {m.get('theorem2_certified')} certified cases; "
+                f"Theorem 3: {m.get('theorem3_violations')} violations.")
+    return None
 
 
 def _with_range(ranged: list, n, metrics: dict) -> str:

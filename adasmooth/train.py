@@ -127,6 +127,30 @@ def batch_loss(model, xb, yb, cfg: TrainConfig, g: torch.Generator) -> torch.Ten
     return F.cross_entropy(z, yb) + cfg.trades_beta * kl
 
 
+def _epoch(net, x, y, perm, cfg: TrainConfig, g, opt, sched, bar, *, world: int, use_amp: bool, device,
+           progress: bool) -> tuple[float, int]:
+    """One epoch's steps over the batches of ``perm`` (this rank's part of each under torchrun); returns the
+    summed loss and the number of images it is summed over."""
+    total, count = 0.0, 0
+    for i in bar:
+        idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        weight = 1.0
+        if world > 1:
+            idx, weight = distributed.local_part(idx)
+        xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+            loss = batch_loss(net, xb, yb, cfg, g)
+        opt.zero_grad(set_to_none=True)
+        (loss * weight).backward()
+        opt.step()
+        sched.step()
+        total += loss.item() * len(idx)
+        count += len(idx)
+        if progress:
+            bar.set_postfix(loss=f"{total / count:.4f}")
+    return total, count
+
+
 def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *,
         device=None, progress: bool = False, state_path: str | Path | None = None) -> dict:
     """Train ``model`` in place on (x, y) with recipe ``cfg``; return ``{"loss": [...], "seconds"}``.
@@ -159,25 +183,10 @@ def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConf
         g = generator(distributed.rank_seed(cfg.seed * 100_003 + epoch), device)
         perm = torch.randperm(n, generator=generator(cfg.seed * 100_003 + epoch)).to(x.device)
         model.train()
-        total, count = 0.0, 0
         bar = progress_bar(range(steps_per_epoch), progress=progress,
                            desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}", leave=False)
-        for i in bar:
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            weight = 1.0
-            if world > 1:
-                idx, weight = distributed.local_part(idx)
-            xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                loss = batch_loss(net, xb, yb, cfg, g)
-            opt.zero_grad(set_to_none=True)
-            (loss * weight).backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
-            if progress:
-                bar.set_postfix(loss=f"{total / count:.4f}")
+        total, count = _epoch(net, x, y, perm, cfg, g, opt, sched, bar, world=world, use_amp=use_amp, device=device,
+                              progress=progress)
         if world > 1:
             total, count = distributed.all_reduce_sum(total, count)
             distributed.sync_buffers(model)  # every rank ends the epoch with rank 0's BN statistics

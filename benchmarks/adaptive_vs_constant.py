@@ -47,7 +47,7 @@ def robust_constant(model, x, y, eps, steps, norm, losses, seed, batch_size):
     return ok.float().mean().item(), per
 
 
-def main():
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--g", default="fmnist-standard")
     p.add_argument("--h", default="fmnist-linf-at")
@@ -75,7 +75,41 @@ def main():
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--out", default=None, help="write the numbers to this JSON file (atomically)")
-    a = p.parse_args()
+    return p
+
+
+def _report(a, n, losses, target, cal_const, rob_const, per_const, cal_ada, r, t_const, t_ada, meta) -> None:
+    """The comparison table and the differences, printed."""
+    print(f"\nPGD-{a.steps} {a.norm} ε = {a.eps:g}, losses {losses}, n = {n}, clean target {target:.4f}")
+    print(f"| model | clean | PGD-{a.steps} (full) | PGD-{a.steps} (worst of full, detached) |")
+    print("|---|---|---|---|")
+    print(f"| constant α = {cal_const.value:.4f} | {cal_const.accuracy:.4f} | {rob_const:.4f} | {rob_const:.4f} |")
+    print(f"| adaptive α_θ | {cal_ada.accuracy:.4f} | {r['full']:.4f} | {r['worst']:.4f} |")
+    print(f"per attack: constant {json.dumps(per_const)}; adaptive {json.dumps(r['per_attack'])}")
+    print(f"adaptive - constant: full {100 * (r['full'] - rob_const):+.1f} pt, "
+          f"worst {100 * (r['worst'] - rob_const):+.1f} pt; "
+          f"ratio full/constant {r['full'] / max(rob_const, 1e-12):.3f}, worst/constant "
+          f"{r['worst'] / max(rob_const, 1e-12):.3f}")
+    print(f"eval time: constant {t_const:.1f}s, adaptive {t_ada:.1f}s; mixing-network training "
+          f"{meta['train_seconds']:.1f}s")
+
+
+def _write(a, cfg, n, target, acc_g, acc_h, losses, cal_const, rob_const, per_const, cal_ada, model, r, meta):
+    """The numbers as JSON in ``a.out`` (atomically)."""
+    checkpoint.atomic_write_json(a.out, {
+        "g": a.g, "h": a.h, "base_overrides": a.base_overrides, "threads": torch.get_num_threads(),
+        "n": n, "target": target, "acc_g": acc_g, "acc_h": acc_h,
+        "constant": {"alpha": cal_const.value, "clean": cal_const.accuracy, "robust": rob_const,
+                     "per_attack": per_const},
+        "adaptive": {"shift": cal_ada.value, "scale": float(model.net.scale), "clean": cal_ada.accuracy,
+                     "full": r["full"], "worst": r["worst"], "detached": r["detached"],
+                     "per_attack": r["per_attack"]},
+        "attack": {"steps": a.steps, "eps": a.eps, "norm": a.norm, "losses": losses},
+        "mixing_config": cfg.to_dict(), "train_seconds": meta["train_seconds"], "mixnet": meta["name"]})
+
+
+def main():
+    a = _parser().parse_args()
     device = get_device(a.device)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -129,29 +163,9 @@ def main():
     r = robust_accuracy_adaptive(model, x, y, eps=a.eps, steps=a.steps, norm=a.norm, losses=losses,
                                  alpha_weights=weights, seed=a.seed, device=device, progress=a.progress)
     t_ada = time.perf_counter() - t1
-    print(f"\nPGD-{a.steps} {a.norm} ε = {a.eps:g}, losses {losses}, n = {len(y)}, clean target {target:.4f}")
-    print(f"| model | clean | PGD-{a.steps} (full) | PGD-{a.steps} (worst of full, detached) |")
-    print("|---|---|---|---|")
-    print(f"| constant α = {cal_const.value:.4f} | {cal_const.accuracy:.4f} | {rob_const:.4f} | {rob_const:.4f} |")
-    print(f"| adaptive α_θ | {cal_ada.accuracy:.4f} | {r['full']:.4f} | {r['worst']:.4f} |")
-    print(f"per attack: constant {json.dumps(per_const)}; adaptive {json.dumps(r['per_attack'])}")
-    print(f"adaptive - constant: full {100 * (r['full'] - rob_const):+.1f} pt, "
-          f"worst {100 * (r['worst'] - rob_const):+.1f} pt; "
-          f"ratio full/constant {r['full'] / max(rob_const, 1e-12):.3f}, worst/constant "
-          f"{r['worst'] / max(rob_const, 1e-12):.3f}")
-    print(f"eval time: constant {t_const:.1f}s, adaptive {t_ada:.1f}s; mixing-network training "
-          f"{meta['train_seconds']:.1f}s")
+    _report(a, len(y), losses, target, cal_const, rob_const, per_const, cal_ada, r, t_const, t_ada, meta)
     if a.out:
-        checkpoint.atomic_write_json(a.out, {
-            "g": a.g, "h": a.h, "base_overrides": a.base_overrides, "threads": torch.get_num_threads(),
-            "n": len(y), "target": target, "acc_g": acc_g, "acc_h": acc_h,
-            "constant": {"alpha": cal_const.value, "clean": cal_const.accuracy, "robust": rob_const,
-                         "per_attack": per_const},
-            "adaptive": {"shift": cal_ada.value, "scale": float(model.net.scale), "clean": cal_ada.accuracy,
-                         "full": r["full"], "worst": r["worst"], "detached": r["detached"],
-                         "per_attack": r["per_attack"]},
-            "attack": {"steps": a.steps, "eps": a.eps, "norm": a.norm, "losses": losses},
-            "mixing_config": cfg.to_dict(), "train_seconds": meta["train_seconds"], "mixnet": meta["name"]})
+        _write(a, cfg, len(y), target, acc_g, acc_h, losses, cal_const, rob_const, per_const, cal_ada, model, r, meta)
     return 0
 
 

@@ -40,7 +40,7 @@ def row(label, clean, cert_lip, cert_rs, n_inf):
     return f"{label:40s} {100 * clean:6.2f} | {lip} | {rs} | {n_inf:5d}"
 
 
-def main():
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
     p.add_argument("--images", type=int, default=500)
     p.add_argument("--n", type=int, default=1000, help="noise samples per image")
@@ -55,10 +55,11 @@ def main():
     p.add_argument("--out", default=None)
     p.add_argument("--cache", default=None, help="zoo cache folder (default: the project's)")
     p.add_argument("--overrides", default=None, help="JSON recipe overrides (e.g. tiny test models)")
-    a = p.parse_args()
-    ov = json.loads(a.overrides) if a.overrides else None
+    return p
 
-    device = get_device(a.device)
+
+def _images_and_g(a, ov, device):
+    """The balanced test images and g's class probabilities on them (every model must be cached)."""
     names = ["fmnist-standard"] + [f"fmnist-gauss-{s}" for s in SIGMAS]
     missing = [n for n in names if not zoo.is_cached(n, ov, root=a.cache)]
     if missing:
@@ -71,9 +72,11 @@ def main():
     print(f"{len(x)} balanced Fashion-MNIST test images, n = {a.n} noise samples, h̄ = "
           f"{'softmax' if a.soft else 'one-hot vote'}, device = {device}; g = fmnist-standard "
           f"(clean accuracy {100 * (probs_g.argmax(1) == y).double().mean().item():.2f} %)", flush=True)
+    return x, y, probs_g
 
-    grid = np.linspace(0, 1.5, 151)
-    results, curves_lip, curves_rs, clean_dots = {}, {}, {}, {}
+
+def _smoothed(a, x, y, ov, device, results: dict) -> dict:
+    """σ -> the smoothed probabilities of the Gaussian-trained h; Cohen et al.'s CERTIFY into ``results``."""
     probs_h = {}
     for sigma in SIGMAS:
         name = f"fmnist-gauss-{sigma}"
@@ -91,6 +94,28 @@ def main():
                 "abstain": (pred == certify.ABSTAIN).double().mean().item(),
                 "certified": dict(zip(map(str, RADII), certify.certified_accuracy(rad, ok, RADII).tolist()))}
             print(f"  Cohen CERTIFY in {time.perf_counter() - t0:.1f} s", flush=True)
+    return probs_h
+
+
+def _print_cohen(results: dict, n: int) -> None:
+    """Cohen et al.'s CERTIFY rows of ``results``: abstentions and certified accuracy per radius."""
+    for key, val in results.items():
+        if key.startswith("cohen"):
+            print(f"{key:40s} CERTIFY (n0=100, n={n}, failure prob 0.001): abstain "
+                  f"{100 * val['abstain']:.2f} %, certified " +
+                  "  ".join(f"r={r}: {100 * v:.2f}" for r, v in val["certified"].items()))
+
+
+def main():
+    a = _parser().parse_args()
+    ov = json.loads(a.overrides) if a.overrides else None
+
+    device = get_device(a.device)
+    x, y, probs_g = _images_and_g(a, ov, device)
+
+    grid = np.linspace(0, 1.5, 151)
+    results, curves_lip, curves_rs, clean_dots = {}, {}, {}, {}
+    probs_h = _smoothed(a, x, y, ov, device, results)
 
     header = (f"{'h^alpha':40s} {'clean':>6s} | " + "  ".join(f"{'Lip ' + format(r, 'g'):>8s}" for r in RADII)
               + " | " + "  ".join(f"{'RS ' + format(r, 'g'):>8s}" for r in RADII) + " | RS=inf")
@@ -119,11 +144,7 @@ def main():
     for sigma in SIGMAS:
         for alpha in ALPHAS:
             report(f"sigma={sigma} alpha={alpha}", sigma, alpha)
-    for key, val in results.items():
-        if key.startswith("cohen"):
-            print(f"{key:40s} CERTIFY (n0=100, n={a.n}, failure prob 0.001): abstain "
-                  f"{100 * val['abstain']:.2f} %, certified " +
-                  "  ".join(f"r={r}: {100 * v:.2f}" for r, v in val["certified"].items()))
+    _print_cohen(results, a.n)
 
     # Fig. SM1's matched comparison: σ = 0.5 mixed with g at the α matching σ = 0.25's clean accuracy
     base_acc = (probs_h[0.25].argmax(1) == y).double().mean().item()

@@ -55,7 +55,7 @@ def cohen_certify(model, x, sigma, n0, n, failure_prob, batch_size, num_classes,
     return torch.tensor(preds), torch.tensor(radii)
 
 
-def main():
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="fmnist-gauss-0.25")
     p.add_argument("--inputs", type=int, default=100)
@@ -66,7 +66,27 @@ def main():
                    help="probability that a Clopper-Pearson bound fails")
     p.add_argument("--device", default=None)
     p.add_argument("--untrained", action="store_true", help="time an untrained copy if the model is not cached")
-    a = p.parse_args()
+    return p
+
+
+def _raw_forward(model, x, sigma: float, total: int, batch_size: int, device) -> tuple[int, float]:
+    """Forward passes on pre-made noisy batches, as many samples as certify drew: (passes, seconds)."""
+    noisy = (x[:1].expand(batch_size, *x.shape[1:]) + sigma * torch.randn(batch_size, *x.shape[1:],
+                                                                           device=device))
+    passes = max(1, round(total / batch_size))
+    with torch.no_grad():
+        model(noisy)
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(passes):
+            model(noisy)
+        _sync(device)
+    t_raw = time.perf_counter() - t0
+    return passes, t_raw
+
+
+def main():
+    a = _parser().parse_args()
 
     device = get_device(a.device)
     name = a.model
@@ -95,18 +115,7 @@ def main():
     _sync(device)
     t_cert = time.perf_counter() - t0
 
-    # raw forward on pre-made noisy batches of the same size, as many samples as certify drew
-    noisy = (x[:1].expand(a.batch_size, *x.shape[1:]) + sigma * torch.randn(a.batch_size, *x.shape[1:],
-                                                                               device=device))
-    passes = max(1, round(total / a.batch_size))
-    with torch.no_grad():
-        model(noisy)
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(passes):
-            model(noisy)
-        _sync(device)
-    t_raw = time.perf_counter() - t0
+    passes, t_raw = _raw_forward(model, x, sigma, total, a.batch_size, device)
 
     torch.manual_seed(0)
     _sync(device)

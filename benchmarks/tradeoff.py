@@ -23,7 +23,7 @@ from adasmooth.runtime import data_root, get_device
 BASE = ("pgd_ce", "pgd_dlr", "transfer_g", "transfer_h")
 
 
-def main():
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=1000, help="test images (balanced over the 10 classes)")
     p.add_argument("--alphas", type=float, nargs="+", default=[0, 0.5, 0.6, 0.7, 0.8, 0.9, 1])
@@ -40,7 +40,31 @@ def main():
     p.add_argument("--wait", action="store_true", help="poll until g and h are cached")
     p.add_argument("--out", default=str(data_root() / "results" / "tradeoff-fmnist-linf"))
     p.add_argument("--progress", action="store_true")
-    a = p.parse_args()
+    return p
+
+
+def _print_table(rows: list) -> None:
+    """The trade-off rows as a markdown table and the reported-minus-AutoAttack gaps."""
+    pct = lambda v: f"{100 * v:6.2f}" if v is not None else "     -"  # noqa: E731
+    print()
+    print("| mixing | α | clean | CE-PGD | DLR-PGD | from g | from h | worst case of these | reported (+ APGD-T) "
+          "| AutoAttack | worst of all |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['option']} | {r['alpha']:g} | {pct(r['clean'])} | {pct(r['pgd_ce'])} | {pct(r['pgd_dlr'])} "
+              f"| {pct(r['transfer_g'])} | {pct(r['transfer_h'])} | {pct(r['attacked_base'])} | {pct(r['attacked'])} "
+              f"| {pct(r.get('autoattack'))} | {pct(r.get('attacked_all'))} |")
+    with_aa = [r for r in rows if "autoattack" in r]
+    if with_aa:
+        gap = max(with_aa, key=lambda r: r["attacked"] - r["autoattack"])
+        print(f"\nreported minus AutoAttack, prob mixing: max {100 * (gap['attacked'] - gap['autoattack']):+.2f} "
+              f"points (α = {gap['alpha']:g}); target ≤ +2")
+        base = max(r["attacked_base"] - r["autoattack"] for r in with_aa)
+        print(f"without APGD-T (CE, DLR, transfers) minus AutoAttack: max {100 * base:+.2f} points")
+
+
+def main():
+    a = _parser().parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # per-row progress
     logging.getLogger("adasmooth.attacks").setLevel(logging.WARNING)
     device = get_device(a.device)
@@ -72,22 +96,7 @@ def main():
                                                  "aa_iter": a.aa_iter,
                                                  "aa_targets": a.aa_targets, "device": str(device),
                                                  "seconds": round(time.perf_counter() - t0, 1)})
-    pct = lambda v: f"{100 * v:6.2f}" if v is not None else "     -"  # noqa: E731
-    print()
-    print("| mixing | α | clean | CE-PGD | DLR-PGD | from g | from h | worst case of these | reported (+ APGD-T) "
-          "| AutoAttack | worst of all |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['option']} | {r['alpha']:g} | {pct(r['clean'])} | {pct(r['pgd_ce'])} | {pct(r['pgd_dlr'])} "
-              f"| {pct(r['transfer_g'])} | {pct(r['transfer_h'])} | {pct(r['attacked_base'])} | {pct(r['attacked'])} "
-              f"| {pct(r.get('autoattack'))} | {pct(r.get('attacked_all'))} |")
-    with_aa = [r for r in rows if "autoattack" in r]
-    if with_aa:
-        gap = max(with_aa, key=lambda r: r["attacked"] - r["autoattack"])
-        print(f"\nreported minus AutoAttack, prob mixing: max {100 * (gap['attacked'] - gap['autoattack']):+.2f} "
-              f"points (α = {gap['alpha']:g}); target ≤ +2")
-        base = max(r["attacked_base"] - r["autoattack"] for r in with_aa)
-        print(f"without APGD-T (CE, DLR, transfers) minus AutoAttack: max {100 * base:+.2f} points")
+    _print_table(rows)
     print(f"saved {jpath} and {cpath}; total {time.perf_counter() - t0:.0f} s")
 
 
