@@ -145,7 +145,9 @@ def resume(stem: str | os.PathLike | None, config: dict, modules: dict, map_loca
 @contextlib.contextmanager
 def exclusive(stem: str | os.PathLike):
     """Hold an exclusive lock on ``<stem>.lock`` (an advisory ``flock``; none where ``fcntl`` is missing):
-    two processes about to train the same checkpoint take turns, and the second finds it made."""
+    two processes about to train the same checkpoint take turns, and the second finds it made.  The lock
+    file is removed when released, so the guarded work must check again, under the lock, that it is still
+    to be done (a process that opened the old file holds a lock nobody else asks for)."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock
@@ -158,6 +160,7 @@ def exclusive(stem: str | os.PathLike):
         try:
             yield
         finally:
+            p.unlink(missing_ok=True)
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
