@@ -96,12 +96,19 @@ def caption(*, n: int, eps: float | None = None, norm: str | None = None, attack
     return "; ".join(parts)
 
 
+_CAPTION_GID = "adasmooth-caption"
+
+
 def add_caption(fig, text: str, fontsize: float = 8) -> None:
-    """Write ``text`` under the figure (wrapped to its width); :func:`save_figure`'s tight bounding box keeps it."""
+    """Write ``text`` under the figure (wrapped to its width), replacing the caption an earlier call wrote (a figure
+    saved again); :func:`save_figure`'s tight bounding box keeps it."""
     import textwrap
 
+    for t in [t for t in fig.texts if t.get_gid() == _CAPTION_GID]:
+        t.remove()
     width = max(40, int(fig.get_figwidth() * 130 / fontsize))
-    fig.text(0.5, 0.0, "\n".join(textwrap.wrap(text, width)), ha="center", va="top", fontsize=fontsize)
+    fig.text(0.5, 0.0, "\n".join(textwrap.wrap(text, width)), ha="center", va="top", fontsize=fontsize,
+             gid=_CAPTION_GID)
 
 
 def save_figure(fig, fig_dir: str | os.PathLike | None, name: str, dpi: int = 130, caption: str | None = None) -> Path:

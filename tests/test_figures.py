@@ -30,6 +30,9 @@ def test_save_figure_writes_the_caption_under_the_figure(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     texts = [t.get_text() for t in fig.texts]
     assert len(texts) == 1 and texts[0].replace("\n", " ") == long and "\n" in texts[0]  # wrapped to the width
+    fig.text(0.1, 0.9, "a label of the plot")
+    results.save_figure(fig, tmp_path, "f", caption="a second caption")  # saved again: replaced, not stacked
+    assert sorted(t.get_text() for t in fig.texts) == ["a label of the plot", "a second caption"]
 
 
 def _figures_without_caption(module: Path) -> tuple[int, list[int]]:

@@ -32,6 +32,22 @@ class Budget:
             raise ValueError(f"budget needs eps > 0, steps >= 1 and apgd_iter, square_queries, square_n >= 0: "
                              f"{self}")
 
+    @classmethod
+    def of(cls, params) -> "Budget":
+        """The budget a notebook's parameters name (``eps``, ``norm``, ``steps``, ``apgd_iter``, ``square_queries``,
+        ``square_n``, ``seed`` and ``attack_batch_size``; a mapping)."""
+        return cls(eps=params["eps"], norm=params["norm"], steps=params["steps"], apgd_iter=params["apgd_iter"],
+                   square_queries=params["square_queries"], square_n=params["square_n"], seed=params["seed"],
+                   batch_size=params["attack_batch_size"])
+
+    def caption(self, n: int) -> str:
+        """The caption line of a figure attacked with this budget's full set on ``n`` images."""
+        from ..results import caption
+
+        full_set = (f"the full attack set (comparison.attack_set), Square ({self.square_queries} queries) on "
+                    f"{self.square_n} of the images")
+        return caption(n=n, eps=self.eps, norm=self.norm, attacks=full_set)
+
 
 def _with_alpha_term(model, base: str, w: float, threat: str, budget: Budget, **kw):
     from ..adaptive import attack_adaptive

@@ -53,6 +53,19 @@ class Figure:
     caption: str | None = None
 
 
+def one_axes(plot: Callable, doc, figsize=(6.5, 4.5)) -> Callable:
+    """A :class:`Figure` ``draw``: ``plot(doc, ax)`` on one axes of a new ``figsize`` figure."""
+    def draw():
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=figsize)
+        plot(doc, ax)
+        fig.tight_layout()
+        return fig
+
+    return draw
+
+
 @dataclass
 class Experiment:
     """What a notebook's procedure returns: the JSON parts of :func:`adasmooth.results.write` (``params``:

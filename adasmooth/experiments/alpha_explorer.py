@@ -40,14 +40,9 @@ def alpha_explorer(namespace: dict) -> Experiment:
     ex.slider.observe(follow, names="value")
     ex.option.observe(follow, names="value")
 
-    def draw():  # the explorer's figure at the slider's α, without the caption of an earlier save
-        for t in list(ex.fig.texts):
-            t.remove()
-        return ex.fig
-
     caption = results.caption(n=len(nb.y), eps=p.eps, norm=p.norm, attacks=attacks, drawn=False)
     exp = new(STEM, namespace, metrics=metrics, tables={"The precomputed grid": table}, inputs=nb.inputs, data=found,
-              figures=[Figure(STEM, draw, caption)])
+              figures=[Figure(STEM, lambda: ex.fig, caption)])  # at the slider's α
     exp.params["attacks"] = attacks  # the attacks used (None stands for the library's default set)
     exp.explorer = ex  # the slider, the mixing buttons, the readout and the figure
     return exp

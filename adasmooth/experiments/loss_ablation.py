@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from .. import ablation, comparison, learned, matched, notebook, results
-from . import Figure, new
+from . import Figure, new, one_axes
 
 log = logging.getLogger(__name__)
 
@@ -53,33 +53,6 @@ def _mixers(p: dict) -> dict:
                 mixing_overrides=p["headline_mix_overrides"] or None)
 
 
-def _budget(p: dict) -> comparison.Budget:
-    """The headline's and the curves' attack budget."""
-    return comparison.Budget(eps=p["eps"], norm=p["norm"], steps=p["steps"], apgd_iter=p["apgd_iter"],
-                             square_queries=p["square_queries"], square_n=p["square_n"], seed=p["seed"],
-                             batch_size=p["attack_batch_size"])
-
-
-def _full_set_caption(p: dict, n: int) -> str:
-    """The caption of the headline's and the curves' figures (``n`` test images)."""
-    full_set = (f"the full attack set (comparison.attack_set), Square ({p['square_queries']} queries) on "
-                f"{p['square_n']} of the images")
-    return results.caption(n=n, eps=p["eps"], norm=p["norm"], attacks=full_set)
-
-
-def _drawing(plot, doc: dict):
-    """A :class:`Figure` ``draw`` of ``plot(doc, ax)`` on one 6.5 × 4.5 axes."""
-    def draw():
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        plot(doc, ax)
-        fig.tight_layout()
-        return fig
-
-    return draw
-
-
 def _headline(p: dict, device) -> dict:
     """The learned mixers (shipped in the zoo) against the constant α: ``doc``, ``verdicts``, its tables, metrics
     and figure."""
@@ -87,8 +60,9 @@ def _headline(p: dict, device) -> dict:
     for name in names:  # shipped in data/zoo; trained here only when missing and train_missing
         learned.get_or_train(name, train_if_missing=p["train_missing"], **_mixers(p), device=device,
                              progress=p["progress"])
-    doc = comparison.headline(g=p["g"], h=p["h"], learned_names=names, n_test=p["headline_n"], budget=_budget(p),
-                              **_mixers(p), use_cache=p["use_attack_cache"], device=device, progress=p["progress"])
+    doc = comparison.headline(g=p["g"], h=p["h"], learned_names=names, n_test=p["headline_n"],
+                              budget=comparison.Budget.of(p), **_mixers(p), use_cache=p["use_attack_cache"],
+                              device=device, progress=p["progress"])
     tabs = comparison.headline_tables(doc)
     verdicts = {name: comparison.verdict(doc, name) for name in names}
     print({name: v["verdict"] for name, v in verdicts.items()})
@@ -104,13 +78,15 @@ def _headline(p: dict, device) -> dict:
               "Headline: paired tests (McNemar, same images)": tabs["paired"],
               "Headline: α_θ on clean and attacked inputs": tabs["diagnostics"]}
     return {"doc": doc, "verdicts": verdicts, "metrics": metrics, "tables": tables,
-            "figure": Figure("04_headline", _drawing(comparison.plot_headline, doc), _full_set_caption(p, doc["n"]))}
+            "figure": Figure("04_headline", one_axes(comparison.plot_headline, doc),
+                                 comparison.Budget.of(p).caption(doc["n"]))}
 
 
 def _curves(p: dict, device) -> dict:
     """The comparison at each of ``curve_positions``: ``doc``, its tables, metrics (verdicts) and figure."""
     doc = matched.curves(learned_name=p["headline_mixers"][0], positions=p["curve_positions"],
-                         n_test=p["headline_n"], budget=_budget(p), endpoints=p["curve_endpoints"], **_mixers(p),
+                         n_test=p["headline_n"], budget=comparison.Budget.of(p), endpoints=p["curve_endpoints"],
+                         **_mixers(p),
                          use_cache=p["use_attack_cache"], device=device, progress=p["progress"])
     tabs = matched.curve_tables(doc)
     metrics = {}
@@ -121,8 +97,8 @@ def _curves(p: dict, device) -> dict:
     tables = {"Curves: learned α_θ vs constant α at matched clean accuracies (95 % intervals)": tabs["points"],
               "Curves: paired tests (McNemar, same images)": tabs["paired"]}
     return {"doc": doc, "metrics": metrics, "tables": tables,
-            "figure": Figure("04_matched_curves", _drawing(matched.plot_curves, doc),
-                                   _full_set_caption(p, p["headline_n"]))}
+            "figure": Figure("04_matched_curves", one_axes(matched.plot_curves, doc),
+                                   comparison.Budget.of(p).caption(p["headline_n"]))}
 
 
 def _cells(p: dict, base: ablation.Baseline, device) -> dict:

@@ -6,7 +6,7 @@ import logging
 from types import SimpleNamespace
 
 from .. import comparison, learned, methods, notebook, results
-from . import Experiment, Figure, new
+from . import Experiment, Figure, new, one_axes
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,7 @@ def mixing_methods(namespace: dict) -> Experiment:
         learned.get_or_train(p.learned_mixer, train_if_missing=p.train_missing, root=p.zoo_root,
                              base_overrides=p.zoo_overrides or None, mixing_overrides=mix, device=nb.device,
                              progress=p.progress)
-    budget = comparison.Budget(eps=p.eps, norm=p.norm, steps=p.steps, apgd_iter=p.apgd_iter,
-                               square_queries=p.square_queries, square_n=p.square_n, seed=p.seed,
-                               batch_size=p.attack_batch_size)
+    budget = comparison.Budget.of(namespace)
     doc = methods.compare(learned_name=p.learned_mixer, g=p.g, h=p.h, positions=p.curve_positions, n_test=p.n_eval,
                           budget=budget, nuts_percentile=p.nuts_percentile, nuts_grid=p.nuts_grid, nuts_k=p.nuts_k,
                           nuts_n_fit=p.nuts_n_fit, nuts_fit_steps=p.nuts_fit_steps, nuts_smooth=p.nuts_smooth,
@@ -41,21 +39,9 @@ def mixing_methods(namespace: dict) -> Experiment:
     print(f"MixedNUTS fit: s = {fit['s']:g}, p = {fit['p']:g}, c = {fit['c']:g} (objective {fit['objective']:.3f}, "
           f"authors' α = {fit['alpha_cutoff']:.4f}, {took})")
     tabs = methods.tables(doc)
-    full_set = (f"the full attack set (comparison.attack_set), Square ({p.square_queries} queries) on {p.square_n} "
-                "of the images")
-    caption = results.caption(n=p.n_eval, eps=p.eps, norm=p.norm, attacks=full_set)
     return new(STEM, namespace, metrics=_metrics(doc), tables={TITLES[k]: tabs[k] for k in TITLES},
-               data={"comparison": doc}, inputs=nb.inputs, figures=[Figure(STEM, lambda: _draw(doc), caption)])
-
-
-def _draw(doc: dict):
-    """The three methods' clean and attacked accuracy at each matched position (:func:`methods.plot`)."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    methods.plot(doc, ax)
-    fig.tight_layout()
-    return fig
+               data={"comparison": doc}, inputs=nb.inputs,
+               figures=[Figure(STEM, one_axes(methods.plot, doc), budget.caption(p.n_eval))])
 
 
 def _metrics(doc: dict) -> dict:
