@@ -7,11 +7,19 @@ STAMP := $(VENV)/.adasmooth-installed
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 PROFILE ?= default
 
-.PHONY: reproduce reproduce-from-scratch test setup data browser
+.PHONY: reproduce reproduce-full reproduce-from-scratch cache-check test setup data browser
 
 # --force: every notebook runs again (the committed results would otherwise count as current and be skipped)
 reproduce: setup
 	$(PY) -m adasmooth reproduce --profile $(PROFILE) --force
+
+# the same notebooks with every cached attack answer recomputed from the shipped weights and compared image by image
+reproduce-full: setup
+	$(PY) -m adasmooth reproduce --profile $(PROFILE) --force --verify-fraction 1.0
+
+# is every attack question of the profile's notebooks answered by data/attack-cache? (nothing is attacked)
+cache-check: setup
+	$(PY) -m adasmooth cache check --profile $(PROFILE)
 
 # every model trained again into results/$(PROFILE)-retrain/zoo, then compared with the shipped ones
 reproduce-from-scratch: setup

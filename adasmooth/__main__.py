@@ -1,4 +1,5 @@
-"""Command line: ``python -m adasmooth zoo list|train|verify|ship``, ``reproduce``, ``summary``, ``app``."""
+"""Command line: ``python -m adasmooth zoo list|train|verify|ship``, ``reproduce``, ``cache check|verify``,
+``summary``, ``app``."""
 from __future__ import annotations
 
 import argparse
@@ -139,6 +140,39 @@ def _reproduce(args) -> int:
     return pipeline.main(args)
 
 
+def _cache_check(args) -> int:
+    from .pipeline import cache_tools
+
+    rep = cache_tools.check(args.profile, only=args.only)
+    print(rep.line())
+    for stem, k in rep.missing.items():
+        print(f"missing: {stem}: {k}.json (and what depends on it)")
+    if args.prune:
+        if rep.missing or args.only:
+            print("--prune needs a complete check of every notebook (no --only, nothing missing): nothing removed")
+            return 1
+        stale = rep.unasked()
+        for p in stale:
+            p.unlink()
+        print(f"removed {len(stale)} entries that no notebook of profile {args.profile} asks for")
+    return 1 if rep.missing else 0
+
+
+def _cache_verify(args) -> int:
+    from . import attack_cache
+    from .pipeline import cache_tools
+
+    rep = cache_tools.verify(args.profile, only=args.only, fraction=args.sample, seed=args.seed,
+                             keys=args.keys or None)
+    n = sum(len(v) for v in rep.verified.values())
+    print(f"{attack_cache.stats['read']} cached answers read, {n} recomputed: {attack_cache.stats['identical']} "
+          f"identical, {attack_cache.stats['differing_images']} differing images in all (seed {args.seed})")
+    if args.keys and n < len(set(args.keys)):
+        print(f"not asked by the profile's notebooks: {sorted(set(args.keys) - {k for v in rep.verified.values() for k in v})}")
+        return 1
+    return 0
+
+
 def _app(args) -> int:
     from . import app
 
@@ -207,8 +241,30 @@ def _reproduce_command(sub) -> None:
     r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="set a parameter of every selected notebook that declares it (repeatable; VALUE is read as "
                         "JSON or a Python literal, else as a string), e.g. -p n_eval=200 -p g=my_models.py:make_g")
+    r.add_argument("--verify-fraction", type=float, default=0.1,
+                   help="fraction of the cached attack answers each notebook reads that are recomputed and compared "
+                        "image by image (at least the first of each notebook; 1.0: recompute everything; 0: none)")
+    r.add_argument("--verify-seed", type=int, default=0, help="seed of the verified sample")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     r.set_defaults(func=_reproduce)
+
+
+def _cache_commands(sub) -> None:
+    """``cache check|verify``."""
+    c = sub.add_parser("cache", help="the attack cache (data/attack-cache)").add_subparsers(dest="cache_cmd",
+                                                                                          required=True)
+    cc = c.add_parser("check", help="is every attack question of a profile's notebooks cached? (calibrations run, "
+                                    "attacks do not; exit 1 listing what is missing)")
+    cv = c.add_parser("verify", help="recompute a seeded sample of the cached answers (or the entries named) that "
+                                     "a profile's notebooks read, and compare them image by image")
+    cc.add_argument("--prune", action="store_true", help="remove the entries no notebook of the profile asks for")
+    cv.add_argument("keys", nargs="*", help="entry names (file names without .json) to recompute")
+    cv.add_argument("--sample", type=float, default=0.1, help="fraction of the entries read to recompute")
+    cv.add_argument("--seed", type=int, default=0)
+    for x, func in ((cc, _cache_check), (cv, _cache_verify)):
+        x.add_argument("--profile", default="default", choices=["smoke", "default", "paper"])
+        x.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 04,05")
+        x.set_defaults(func=func)
 
 
 def _app_command(sub) -> None:
@@ -235,7 +291,7 @@ def main(argv=None) -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    for add in (_zoo_commands, _data_commands, _reproduce_command, _app_command, _summary_command):
+    for add in (_zoo_commands, _data_commands, _reproduce_command, _cache_commands, _app_command, _summary_command):
         add(sub)
 
     args = p.parse_args(argv)

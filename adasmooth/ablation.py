@@ -18,9 +18,12 @@ import logging
 from dataclasses import dataclass
 
 from . import attack_cache, evaluate
+from .mixing_net import TRAIN_SHIFT
 from .adaptive import calibrate_constant_alpha, calibrate_range, calibrate_shift, robust_accuracy_adaptive
 
 log = logging.getLogger(__name__)
+
+CAL_TOL = 2e-4  # the calibrations' tolerance (part of a calibrated model's cache key)
 
 
 def common_target(g, h, x, y, *, target_clean: float | None, target_position: float, batch_size: int = 500) -> dict:
@@ -36,21 +39,26 @@ def constant_baseline(g, h, x, y, target: float, *, eps: float, steps: int, norm
                       batch_size: int = 500, use_cache: bool = False) -> dict:
     """The constant α with clean accuracy ``target`` on (x, y), attacked with CE- and margin-PGD (random
     start), PGD transferred from g and h, and APGD-T (``apgd_iter`` iterations; 0: none)."""
-    const = calibrate_constant_alpha(g, h, x, y, target, batch_size=batch_size)
+    const = calibrate_constant_alpha(g, h, x, y, target, tol=CAL_TOL, batch_size=batch_size)
     attacks = ("pgd_ce", "pgd_margin", "transfer_g", "transfer_h") + (("apgd_t",) if apgd_iter else ())
+    provenance = {"calibrated": {"knob": "alpha", "target": target, "images": attack_cache.images_hash(x, y),
+                                 "method": "adaptive.calibrate_constant_alpha", "tol": CAL_TOL}}
     row = evaluate.tradeoff_curve(g, h, [const.value], ["prob"], x, y, eps=eps, steps=steps, norm=norm,
                                   random_start=True, attacks=attacks, apgd_iter=max(apgd_iter, 1),
-                                  batch_size=batch_size, seed=seed, use_cache=use_cache)[0]
+                                  batch_size=batch_size, seed=seed, use_cache=use_cache,
+                                  alpha_keys={const.value: provenance})[0]
     return {"alpha": const.value, "clean": const.accuracy, "attacked": row["attacked"], "n": len(y), "row": row}
 
 
-def robust(model, x, y, *, use_cache: bool = False, **attack_kw) -> dict:
+def robust(model, x, y, *, identity: str | None = None, use_cache: bool = False, **attack_kw) -> dict:
     """:func:`adaptive.robust_accuracy_adaptive` of ``model`` as it stands (weights, head, range), read
-    from the attack cache when it was computed before; adds ``seconds`` and ``cached``."""
+    from the attack cache when it was computed before; adds ``seconds`` and ``cached``.  ``identity``: the
+    model's content address (default: its weights and head as they are; a calibrated model passes
+    :func:`attack_cache.calibrated`'s address instead)."""
     def compute():
         return robust_accuracy_adaptive(model, x, y, **attack_kw)
 
-    question = {"what": "adaptive.robust_accuracy_adaptive", "model": attack_cache.fingerprint(model),
+    question = {"what": "adaptive.robust_accuracy_adaptive", "model": identity or attack_cache.fingerprint(model),
                 "images": attack_cache.images_hash(x, y),
                 "params": {k: v for k, v in attack_kw.items() if k not in ("device", "progress")}}
     out, seconds, hit = attack_cache.cached_doc(question, compute, use_cache)
@@ -63,13 +71,19 @@ def evaluate_network(model, x, y, target: float, *, range_width: float | None, u
     (``attack_kw``: :func:`adaptive.robust_accuracy_adaptive`'s); with ``range_width`` also choose its
     evaluation range there and attack it again (``"range"``).  The model is left with the full range."""
     model.net.set_alpha_range(0.0, 1.0)
-    cal = calibrate_shift(model, x, y, target, batch_size=batch_size)
+    model.net.set_head(shift=TRAIN_SHIFT)  # the knob calibration sets: its canonical value in the address
+    images = attack_cache.images_hash(x, y)
+    shifted = attack_cache.calibrated(attack_cache.fingerprint(model), knob="shift", target=target, images=images,
+                                      method="adaptive.calibrate_shift", tol=CAL_TOL)
+    cal = calibrate_shift(model, x, y, target, tol=CAL_TOL, batch_size=batch_size)
     out = {"shift": cal.value, "clean": cal.accuracy, "within_tol": cal.within_tol,
-           **robust(model, x, y, use_cache=use_cache, batch_size=batch_size, **attack_kw)}
+           **robust(model, x, y, identity=shifted, use_cache=use_cache, batch_size=batch_size, **attack_kw)}
     if range_width:
         try:
-            rng = calibrate_range(model, x, y, target, range_width, batch_size=batch_size)
-            ranged = robust(model, x, y, use_cache=use_cache, batch_size=batch_size, **attack_kw)
+            rng = calibrate_range(model, x, y, target, range_width, tol=CAL_TOL, batch_size=batch_size)
+            ranged_id = attack_cache.calibrated(shifted, knob="alpha_min", width=range_width, target=target,
+                                                images=images, method="adaptive.calibrate_range", tol=CAL_TOL)
+            ranged = robust(model, x, y, identity=ranged_id, use_cache=use_cache, batch_size=batch_size, **attack_kw)
             out["range"] = {"alpha_min": rng.value, "alpha_max": rng.value + range_width, "width": range_width,
                             "clean": rng.accuracy, "within_tol": rng.within_tol, **ranged}
         finally:

@@ -6,12 +6,30 @@ or another notebook asking the same question, reads the answer instead of recomp
 change of weights, parameters or images misses.  An entry is a JSON file named by its key; it holds
 the result and the seconds the computation took (so a reader can say what a cached number cost).
 Entries are written atomically; an unreadable one is ignored (recomputed and rewritten).
+
+Three guards make a replay trustworthy on any machine:
+
+- *Keys machines share.*  A model whose knob was set by a calibration (the head's shift, α_min, a constant
+  α) is keyed by what the calibration read (:func:`calibrated`: the uncalibrated weights, the target, the
+  images, the method and its tolerance), never by the float it returned, whose last digits differ between
+  CPUs.
+- *Code version.*  Every entry records :data:`CODE_VERSION`, the version of the attack code that made it;
+  an entry of another version is recomputed.  Bump it with any change that alters an attack's outcome.
+- *Verification.*  Under :func:`verifying` (``reproduce`` sets it for every notebook through
+  ``ADASMOOTH_VERIFY_FRACTION`` / ``ADASMOOTH_VERIFY_SEED``) a seeded sample of the entries read (the
+  fraction, and at least the first read of each process) is recomputed and compared per image; more than
+  :func:`tolerance` differing images raise :class:`CacheMismatch` naming the entry.  :data:`stats` counts
+  what a process read, verified and computed (written into each notebook's results).
+
+Under :func:`checking` nothing is computed: a miss raises :class:`CacheMiss` (``cache check``).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
 
 import numpy as np
@@ -22,6 +40,93 @@ from . import checkpoint
 from .runtime import data_root
 
 log = logging.getLogger(__name__)
+
+CODE_VERSION = 1
+VERIFY_FRACTION_ENV, VERIFY_SEED_ENV = "ADASMOOTH_VERIFY_FRACTION", "ADASMOOTH_VERIFY_SEED"
+PROGRESS_ENV = "ADASMOOTH_PROGRESS_FILE"
+stats = {"read": 0, "verified": 0, "identical": 0, "differing_images": 0, "computed": 0, "computed_keys": [],
+         "verified_keys": []}
+_state = {"check": False, "questions": [], "fraction": None, "seed": 0, "keys": None}
+
+
+class CacheMiss(LookupError):
+    """Raised under :func:`checking` for a question the cache cannot answer (its key)."""
+
+
+class CacheMismatch(RuntimeError):
+    """A cached answer that its recomputation contradicts (more than :func:`tolerance` images differ)."""
+
+
+def tolerance(n: int) -> int:
+    """How many of an entry's ``n`` images may differ when it is recomputed on another CPU (floating-point
+    sums differ, so an image at the margin may flip): 1 % of them, rounded down."""
+    return n // 100
+
+
+@contextlib.contextmanager
+def checking():
+    """Within it, a question the cache cannot answer raises :class:`CacheMiss` instead of being computed;
+    yields the list of the questions asked (their keys, hits included)."""
+    old = _state["check"], _state["questions"]
+    _state["check"], _state["questions"] = True, []
+    try:
+        yield _state["questions"]
+    finally:
+        _state["check"], _state["questions"] = old
+
+
+@contextlib.contextmanager
+def verifying(fraction: float, seed: int = 0, keys=None):
+    """Within it, recompute a seeded ``fraction`` of the entries read (and the first one) and compare; with
+    ``keys``, exactly the entries of those names instead."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"verify fraction must lie in [0, 1], got {fraction}")
+    old = _state["fraction"], _state["seed"], _state["keys"]
+    _state["fraction"], _state["seed"] = float(fraction), int(seed)
+    _state["keys"] = set(keys) if keys else None
+    try:
+        yield stats
+    finally:
+        _state["fraction"], _state["seed"], _state["keys"] = old
+
+
+def _verify_settings() -> tuple[float | None, int]:
+    if _state["fraction"] is not None:
+        return _state["fraction"], _state["seed"]
+    env = os.environ.get(VERIFY_FRACTION_ENV)
+    return (float(env) if env else None), int(os.environ.get(VERIFY_SEED_ENV, "0"))
+
+
+def _selected(name: str) -> bool:
+    """Whether the entry ``name`` is recomputed: the first read of the process, then a seeded sample."""
+    if _state["keys"] is not None:
+        return name in _state["keys"]
+    fraction, seed = _verify_settings()
+    if fraction is None:
+        return False
+    if stats["verified"] == 0:
+        return True
+    u = int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:15], 16) / 16 ** 15
+    return u < fraction
+
+
+def report() -> dict:
+    """This process's counters (:data:`stats`), the code version and the verification settings."""
+    fraction, seed = _verify_settings()
+    return {**stats, "code_version": CODE_VERSION, "verify_fraction": fraction, "verify_seed": seed}
+
+
+def _report(name: str, what: str) -> None:
+    """Write this process's counters and the current question to ``$ADASMOOTH_PROGRESS_FILE`` (if set), for
+    the pipeline's progress lines."""
+    path = os.environ.get(PROGRESS_ENV)
+    if not path:
+        return
+    try:
+        checkpoint.atomic_write_json(path, {"entry": name, "what": what, "time": time.time(),
+                                            **{k: v for k, v in stats.items() if not k.endswith("_keys")}})
+    except OSError:  # progress is best effort
+        pass
 
 
 def cache_dir():
@@ -68,38 +173,129 @@ def _read(path):
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except ValueError:
         log.warning("ignoring unreadable attack-cache entry %s", path)
         return None
+    if not isinstance(doc, dict) or doc.get("code_version") != CODE_VERSION:
+        log.info("attack-cache entry %s was made by attack code version %s, not %s: recomputed", path.name,
+                 doc.get("code_version") if isinstance(doc, dict) else None, CODE_VERSION)
+        return None
+    return doc
 
 
-def cached_values(name: str, compute, use_cache: bool, dtype=torch.bool):
+def differing(a, b, n: int) -> int:
+    """How many images two answers to the same question disagree on: per-image tensors and packed masks
+    (hex) are compared image by image, accuracies (floats) as round(|a - b|·n); the largest count over the
+    fields of a JSON answer."""
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        a, b = torch.as_tensor(a), torch.as_tensor(b)
+        if a.shape != b.shape:
+            return n
+        if a.dtype == torch.bool:
+            return int((a != b).sum())
+        return int(((a.double() - b.double()).abs() > 1e-4).sum())
+    if isinstance(a, dict) and isinstance(b, dict):
+        return max([differing(a.get(k), b.get(k), n) for k in set(a) | set(b) if k not in ("seconds", "cached")]
+                   or [0])
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return n
+        return max([differing(u, v, n) for u, v in zip(a, b)] or [0])
+    if isinstance(a, str) and isinstance(b, str):
+        if a == b:
+            return 0
+        try:
+            x, y = bytes.fromhex(a), bytes.fromhex(b)
+        except ValueError:
+            return n
+        return n if len(x) != len(y) else sum(bin(u ^ v).count("1") for u, v in zip(x, y))
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return 0 if a == b else n
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return round(abs(a - b) * n) if abs(a) <= 1 and abs(b) <= 1 else (0 if a == b else n)
+    return 0 if a == b else n
+
+
+def _answer(name: str, path, stored, compute, n_of, what: str):
+    """The answer to the entry ``name``: ``(value, seconds, hit)``.  ``stored`` is the cached value (None: a
+    miss); under verification a selected hit is recomputed and compared."""
+    if stored is not None:
+        stats["read"] += 1
+        _report(name, what)
+        if _selected(name):
+            fresh = compute()
+            diff = differing(stored[0], fresh, n_of(fresh))
+            stats["verified"] += 1
+            stats["verified_keys"].append(name)
+            stats["differing_images"] += diff
+            if diff > tolerance(n_of(fresh)):
+                raise CacheMismatch(f"attack-cache entry {path} ({what}): its recomputation differs on {diff} of "
+                                    f"{n_of(fresh)} images (tolerance {tolerance(n_of(fresh))}); the stored answer "
+                                    "is stale or was altered: delete the entry to recompute it")
+            stats["identical"] += diff == 0
+        return stored[0], stored[1], True
+    if _state["check"]:
+        raise CacheMiss(name)
+    t0 = time.perf_counter()
+    value = compute()
+    seconds = time.perf_counter() - t0
+    stats["computed"] += 1
+    stats["computed_keys"].append(name)
+    _report(name, what)
+    return value, seconds, False
+
+
+def cached_values(name: str, compute, use_cache: bool, dtype=torch.bool, what: str = ""):
     """``(values, seconds, hit)``: the per-image tensor stored under ``name``, or ``compute()`` stored there."""
     path = cache_dir() / f"{name}.json"
+    if _state["check"]:
+        _state["questions"].append(name)
     doc = _read(path) if use_cache else None
+    stored = None
     if doc is not None and "correct" in doc:
-        return torch.tensor(doc["correct"], dtype=dtype), doc["seconds"], True
-    t0 = time.perf_counter()
-    values = compute()
-    seconds = time.perf_counter() - t0
-    if use_cache:
+        stored = (torch.tensor(doc["correct"], dtype=dtype), doc["seconds"])
+    values, seconds, hit = _answer(name, path, stored, lambda: compute().cpu(), len, what)
+    if use_cache and not hit:
         path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint.atomic_write_json(path, {"correct": values.cpu().tolist(), "seconds": round(seconds, 2)})
-    return values.cpu(), seconds, False
+        checkpoint.atomic_write_json(path, {"correct": values.cpu().tolist(), "seconds": round(seconds, 2),
+                                            "what": what, "code_version": CODE_VERSION})
+    return values.cpu(), seconds, hit
 
 
 def cached_doc(description: dict, compute, use_cache: bool) -> tuple[dict, float, bool]:
     """``(result, seconds, hit)``: the JSON-ready ``result`` of the question ``description`` (a dict
     that names everything the answer depends on), read from the cache or ``compute()``-d and stored."""
-    path = cache_dir() / f"{key(description)}.json"
+    name = key(description)
+    path = cache_dir() / f"{name}.json"
+    if _state["check"]:
+        _state["questions"].append(name)
     doc = _read(path) if use_cache else None
-    if doc is not None and "result" in doc:
-        return doc["result"], doc["seconds"], True
-    t0 = time.perf_counter()
-    result = compute()
-    seconds = time.perf_counter() - t0
-    if use_cache:
+    stored = (doc["result"], doc["seconds"]) if doc is not None and "result" in doc else None
+    what = str(description.get("what", ""))
+    result, seconds, hit = _answer(name, path, stored, compute, lambda r: _images_of(r, description), what)
+    if use_cache and not hit:
         path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint.atomic_write_json(path, {"question": description, "result": result, "seconds": round(seconds, 2)})
-    return result, seconds, False
+        checkpoint.atomic_write_json(path, {"question": description, "result": result, "seconds": round(seconds, 2),
+                                            "code_version": CODE_VERSION})
+    return result, seconds, hit
+
+
+def _images_of(result, description: dict) -> int:
+    """The image count of a JSON answer: its ``n``; else, for packed masks, 8 per byte of the first (at most
+    7 more than the images); else the question's ``n``, else 1."""
+    if isinstance(result, dict):
+        if isinstance(result.get("n"), int):
+            return result["n"]
+        packed = [v for v in result.values() if isinstance(v, str)]
+        if packed:
+            return 4 * len(packed[0])
+    return int(description.get("n", 1))
+
+
+def calibrated(identity: str, **calibration) -> str:
+    """The content address of a model whose knob a calibration set: the uncalibrated model's ``identity`` and
+    what the calibration read (``knob``, ``target``, ``images`` hash, ``method``, ``tol``, ...), not the value it
+    returned, so that every machine of a kind asks the same question."""
+    return hashlib.sha256(json.dumps({"identity": identity, "calibrated": calibration}, sort_keys=True,
+                                     default=str).encode()).hexdigest()

@@ -16,6 +16,7 @@ re-exported here.
 from __future__ import annotations
 
 import logging
+import math
 import operator
 from typing import Callable, Mapping, NamedTuple, Sequence
 
@@ -28,6 +29,7 @@ from .runtime import batches, generator, progress_bar
 log = logging.getLogger(__name__)
 
 NORMS = ("linf", "l2")
+SCHEDULES = ("constant", "cosine")
 
 
 def _check(x, eps, norm, steps, steps_name: str = "steps"):
@@ -85,7 +87,16 @@ def _random_start(x, eps, norm, g):
     return torch.clamp(x + d, 0, 1) - x
 
 
-def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted, g, momentum=None, start=None):
+def _step_sizes(step, steps: int, schedule: str):
+    """The step size of each iteration: ``step`` throughout (``constant``) or ``step``·½(1 + cos(π·t/steps))
+    (``cosine``: large first steps that explore, small last steps that settle)."""
+    if schedule == "constant":
+        return [step] * steps
+    return [step * 0.5 * (1 + math.cos(math.pi * t / steps)) for t in range(steps)]
+
+
+def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted, g, momentum=None, start=None,
+               schedule="constant"):
     """``steps`` signed (ℓ∞) or normalised (ℓ2) gradient steps, projected; with ``momentum`` μ (per
     sample, shape (N, 1, ...)) the step follows m ← μ·m + ∇/‖∇‖₁ (MI-FGSM).  Returns the final iterate,
     and, per input, the latest evaluated iterate that reached the goal (another class, or the target)
@@ -98,7 +109,7 @@ def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted
     reached = x.clone()
     found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     buf = torch.zeros_like(x) if momentum is not None else None
-    for _ in range(steps):
+    for step_t in _step_sizes(step, steps, schedule):
         delta.requires_grad_(True)
         z = model(x + delta)
         lval = attack_loss(loss, z, y, targeted).sum()
@@ -112,9 +123,9 @@ def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted
                 buf = momentum * buf + grad / l1
                 grad = buf
             if norm == "linf":
-                delta = delta + step * grad.sign()
+                delta = delta + step_t * grad.sign()
             else:
-                delta = delta + step * grad / (_l2(grad) + 1e-12)
+                delta = delta + step_t * grad / (_l2(grad) + 1e-12)
             delta = project(delta, eps, norm)
             delta = torch.clamp(x + delta, 0, 1) - x
     return (x + delta).detach(), reached, found
@@ -129,7 +140,8 @@ def _reached(z: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
 def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *, eps,
         steps: int, norm: str = "linf", step_size=None, random_start: bool = True, restarts: int = 1,
         loss: str | Callable = "ce", targeted: bool = False, seed: int = 0, batch_size: int | None = None,
-        momentum=None, start: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
+        momentum=None, start: torch.Tensor | None = None, schedule: str = "constant",
+        progress: bool = False) -> torch.Tensor:
     """Return adversarial examples ``x_adv`` with ``‖x_adv - x‖_p ≤ ε`` and ``x_adv ∈ [0, 1]``.
 
     ``momentum`` (float or per-sample tensor in [0, 1), default none) accumulates L1-normalised
@@ -137,15 +149,19 @@ def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch
     shape as x) starts the first restart there (projected onto the ball) instead of a random point.
 
     ``eps`` and ``step_size`` may be floats or per-sample tensors of shape (N,). ``step_size``
-    defaults to 2.5·ε/steps (Madry et al.).  With ``restarts > 1`` each input keeps the first
+    defaults to 2.5·ε/steps (Madry et al.); with ``schedule="cosine"`` it is the first step, decayed as
+    ½(1 + cos(π·t/steps)), and defaults to ε/4 (the same path length as the constant step at 20 steps).  With ``restarts > 1`` each input keeps the first
     restart that fools the model, else the one with the highest loss.  ``y`` is the target class
     when ``targeted``.  The model's train/eval mode is left as it is.
     """
     _check(x, eps, norm, steps)
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if step_size is None:
-        step_size = 2.5 * torch.as_tensor(eps, dtype=torch.float64) / max(steps, 1)
+        e = torch.as_tensor(eps, dtype=torch.float64)
+        step_size = e / 4 if schedule == "cosine" else 2.5 * e / max(steps, 1)
     n = x.shape[0]
     bs = batch_size or n
     g = generator(seed, x.device)
@@ -168,7 +184,7 @@ def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch
             adv, reached, found = _pgd_batch(model, xb, yb, eps_t[sl], step_t[sl], steps, norm,
                                              random_start, loss, targeted, g,
                                              None if mom_t is None else mom_t[sl],
-                                             start[sl] if start is not None and r == 0 else None)
+                                             start[sl] if start is not None and r == 0 else None, schedule)
             with torch.no_grad():
                 z = model(adv)
                 lv = attack_loss(loss, z, yb, targeted)  # only compared where no iterate reached the goal

@@ -190,6 +190,12 @@ def _lazy() -> tuple[dict, dict]:
         "zoo_overrides": _keys(_zoo_keys, "zoo recipe fields (train.TrainConfig's and eval_n)"),
         "headline_mix_overrides": _keys(_mix_keys, "adaptive.MixingConfig fields"),
         "headline_mixers": each(Domain(lambda v, p: v in _learned_names(), "a learned mixer name"), empty=True),
+        "budget_ladder": Domain(lambda v, p: isinstance(v, list) and all(_int(s) and s >= 1 for s in v)
+                                and v == sorted(set(v)), "increasing PGD step counts >= 1 ([]: no ladder)"),
+        "ladder_mixers": each(Domain(lambda v, p: v in p.get("headline_mixers", []), "one of headline_mixers"),
+                              empty=True),
+        "ladder_shards": Domain(lambda v, p: _int(v) and 1 <= v <= p.get("headline_n", v),
+                                "an int in [1, headline_n]"),
         "toy_sigma": POSITIVE, "sigma_h": POSITIVE, "sigma_baseline": POSITIVE,
         "n_points": COUNT, "n_perturb": COUNT, "lemma_trials": COUNT, "grid_side": interval(2, integer=True),
         "n_samples": interval(2, integer=True), "failure_prob": interval(0, 1, lo_open=True, hi_open=True),

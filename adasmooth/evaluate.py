@@ -120,7 +120,8 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
                    attacks: Sequence[str] = DEFAULT_ATTACKS, extra_attacks: Mapping[str, Callable] | None = None,
                    reference: Mapping[str, Callable] | None = None, n_targets: int = 3, apgd_iter: int = 100,
                    subsets: Mapping[str, Sequence[str]] | None = None, batch_size: int = 500, device=None,
-                   seed: int = 0, use_cache: bool = False, progress: bool = False) -> list[dict]:
+                   seed: int = 0, use_cache: bool = False, alpha_keys: Mapping[float, dict] | None = None,
+                   progress: bool = False) -> list[dict]:
     """Clean and attacked accuracy of h^α for every α in ``alphas`` and every mixing option.
 
     Each row: ``option, space, R, alpha, n, clean, attacked`` and the accuracy under each attack
@@ -136,7 +137,8 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
     row's per-image outcomes are read from (or written to) :mod:`adasmooth.attack_cache`, keyed by both
     models' weights, the option, α, the attacks with every parameter, and the images (only attacks named
     from ``ATTACKS``: ``extra_attacks`` and ``reference`` are callables the cache cannot key); the row then
-    says ``cached`` and keeps the ``seconds`` its computation took.
+    says ``cached`` and keeps the ``seconds`` its computation took.  ``alpha_keys`` maps an α that a
+    calibration chose to what the calibration read (:func:`attack_cache.calibrated`), its key in the cache.
     """
     options, subsets = _check_tradeoff(x, y, alphas, options, norm=norm, apgd_iter=apgd_iter, attacks=attacks,
                                        extra_attacks=extra_attacks, reference=reference, subsets=subsets,
@@ -162,7 +164,8 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
         spec = get_mixer(oname)
         mix = spec.build(g, h, a, norm=norm)
         masks, seconds, hit = _row_masks(mix, x, y, attack_fns, batch_size, dev,
-                                         {**question, "option": oname, "alpha": a} if use_cache else None)
+                                         {**question, "option": oname, "alpha": (alpha_keys or {}).get(a, a)}
+                                         if use_cache else None)
         row = _accuracy_row(oname, spec, a, len(x), masks, subsets)
         if reference:
             seconds += _add_reference(row, mix, x, y, reference, masks["correct"], batch_size, dev)

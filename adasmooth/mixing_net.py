@@ -63,6 +63,7 @@ class MixingNetwork(nn.Module):
         self.register_buffer("alpha_min", torch.tensor(0.0))
         self.register_buffer("alpha_max", torch.tensor(1.0))
         self._full_range = False  # set by ``full_range``: eval mode with the (0, 1) range
+        self._straight_through = False  # set by ``straight_through``: BPDA through the Sigmoid
         self.set_head(scale, shift)
 
     # ---- settable head -------------------------------------------------------------------
@@ -118,6 +119,8 @@ class MixingNetwork(nn.Module):
         """(α, γ) from BN(γ_raw) = ``z``; ``full_range`` defaults to ``self.training``."""
         gamma = z * self.scale + self.shift
         s = torch.sigmoid(gamma)
+        if self._straight_through:  # BPDA: the forward value of σ, the gradient of its tangent at 0 (σ'(0) = 1/4)
+            s = s.detach() + 0.25 * (gamma - gamma.detach())
         if full_range is None:
             full_range = self.training
         if not full_range:
@@ -140,6 +143,18 @@ def full_range(net: MixingNetwork):
         yield net
     finally:
         net._full_range = old
+
+
+@contextlib.contextmanager
+def straight_through(net: MixingNetwork):
+    """Temporarily replace the Sigmoid's gradient by the constant σ'(0) = 1/4 (BPDA, Athalye et al. 2018): the
+    forward values are unchanged, but a saturated Sigmoid no longer hides α_θ's dependence on the input."""
+    old = net._straight_through
+    net._straight_through = True
+    try:
+        yield net
+    finally:
+        net._straight_through = old
 
 
 def for_models(g, h, **kwargs) -> MixingNetwork:

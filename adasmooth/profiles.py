@@ -69,7 +69,7 @@ SMOKE = Profile(
         "03_certified_radii": dict(n_eval=40, n_samples=32, h="fmnist-gauss-0.25", sigma_h=0.25,
                                    baseline="fmnist-gauss-0.25", sigma_baseline=0.12),
         "04_loss_ablation": dict(c_prod=[0.0, 0.2], c_ce=[0.0, 1.5], headline_n=30, square_queries=20, square_n=20,
-                                 curve_positions=[0.75], curve_endpoints=False,
+                                 curve_positions=[0.75], curve_endpoints=False, budget_ladder=[1, 2],
                                  headline_mix_overrides=dict(train_subset=256, batch_size=32, steps_df=2, width=8),
                                  **_SMOKE_MIX),
         "05_sigmoid_scale": dict(scales=[1.0, 2.0], **_SMOKE_MIX),

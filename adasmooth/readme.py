@@ -88,9 +88,35 @@ def _run_block(folder: Path, docs: dict, profile: str) -> list[str]:
 
 
 def _highlights(docs: dict) -> list[str]:
-    lines = [f(docs) for f in (_headline_line, _tradeoff_line, _ri_line, _sm1_line, _sm2_line, _sm3_line,
+    lines = [f(docs) for f in (_converged_line, _headline_line, _tradeoff_line, _ri_line, _sm1_line, _sm2_line, _sm3_line,
                                _theory_line)]
     return [line for line in lines if line] or ["- no results recorded"]
+
+
+def _converged_line(docs: dict) -> str | None:
+    """Notebook 04's attack-budget ladder: the headline's comparison at the converged budget, first."""
+    d = docs.get("04_loss_ablation") or {}
+    conv = (d.get("data") or {}).get("converged") or {}
+    methods = conv.get("methods") or {}
+    if "constant" not in methods:
+        return None
+
+    def read(m):
+        r = m["reading"]
+        return (f"{_acc(m['attacked']['acc'], m['attacked']['n'])} attacked (base 20-step set: "
+                f"{_acc(m['base']['acc'], m['base']['n'])}; {'converged' if r['converged'] else 'NOT converged'}, "
+                f"last rung moved it {r['moves_points'][-1]:g} points)")
+    parts = []
+    for name, m in methods.items():
+        if name == "constant":
+            continue
+        pair = conv["paired"][f"{name} vs constant"]["attacked"]
+        v = conv["verdicts"][name]["verdict"]
+        parts.append(f"`{name}` {read(m)}; McNemar {pair['only_a']} vs {pair['only_b']} images right only by one, "
+                     f"p = {pair['p_value']:.2g}: verdict **{v}**")
+    return (f"- **At the converged attack budget** (04, n = {conv['n']} images; the strong attack family at "
+            f"{', '.join(map(str, conv['steps']))} PGD steps per attack, cumulative per image): the constant α "
+            f"{read(methods['constant'])}; " + "; ".join(parts) + ".")
 
 
 def _headline_line(docs: dict) -> str | None:
@@ -107,7 +133,8 @@ def _headline_line(docs: dict) -> str | None:
             v = ((d.get("data") or {}).get("verdicts") or {}).get(name, {}).get("verdict", "–")
             parts.append(f"`{name}` {_acc(m['attacked']['acc'], m['attacked']['n'])} attacked at "
                          f"{_acc(m['clean']['acc'], m['clean']['n'])} clean (verdict: {v})")
-        return (f"- Headline (04, n = {head.get('n')} images): the constant α "
+        return (f"- Headline at the base 20-step budget (04, n = {head.get('n')} images; an upper bound where the ladder "
+                f"above lowers it): the constant α "
                 f"{_acc(const['attacked']['acc'], const['attacked']['n'])} attacked at "
                 f"{_acc(const['clean']['acc'], const['clean']['n'])} clean; " + "; ".join(parts) + ".")
     return None
@@ -238,7 +265,8 @@ def _tables_block(docs: dict, profile: str, stem: str, prefixes: tuple, missing:
 
 
 def _headline_block(docs: dict, profile: str) -> list[str]:
-    return _tables_block(docs, profile, "04_loss_ablation", ("Headline", "Curves"), "No headline recorded.")
+    return _tables_block(docs, profile, "04_loss_ablation", ("Attack-budget ladder", "Headline", "Curves"),
+                         "No headline recorded.")
 
 
 def _methods_block(docs: dict, profile: str) -> list[str]:

@@ -142,20 +142,37 @@ def write(out_dir: str | os.PathLike | None, name: str, *, params: dict, metrics
     for t, tab in (tables or {}).items():
         if set(tab) != {"columns", "rows"}:
             raise ValueError(f"tables[{t!r}] must be made by results.table(columns, rows)")
+    from . import attack_cache
+
     doc = {
         "name": name,
         "params": params,
-        "inputs": list(inputs or []),
+        "inputs": [_relative_file(r) for r in inputs or []],
         "metrics": metrics,
         "tables": [{"title": t, **tab} for t, tab in (tables or {}).items()],  # a list keeps the order
         "figures": [os.path.relpath(Path(f).resolve(), out.resolve()) for f in (figures or [])],
         "data": data or {},
         "versions": {"adasmooth": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "attack_cache": attack_cache.report(),
     }
     p = path(out, name)
     checkpoint.atomic_write_json(p, _finite(doc))
     log.info("wrote %s", p)
     return p
+
+
+def _relative_file(record):
+    """An input record with its ``file`` relative to the project folder when it lies inside it (no machine's
+    paths in committed results)."""
+    if not isinstance(record, dict) or not isinstance(record.get("file"), str):
+        return record
+    from .runtime import project_root
+
+    f = Path(record["file"])
+    try:
+        return {**record, "file": f.resolve().relative_to(project_root().resolve()).as_posix()}
+    except ValueError:
+        return record
 
 
 def read(p: str | os.PathLike) -> dict:

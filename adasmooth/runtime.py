@@ -71,6 +71,13 @@ def batches(n: int, batch_size: int):
         yield slice(start, min(start + batch_size, n))
 
 
+def project_root():
+    """The folder that holds the ``adasmooth`` package (a source checkout's root)."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent
+
+
 def data_root() -> "os.PathLike":
     """Where datasets and the model cache live: ``$ADASMOOTH_DATA``, else ``<project>/data`` for a
     source checkout, else ``~/.cache/adasmooth``."""

@@ -1,5 +1,6 @@
 """Attacks: PGD soundness (ε, steps, undefended model, ART agreement), targeted DLR, AutoAttack,
 transfer attacks and the per-input worst case."""
+import math
 from functools import partial
 
 import numpy as np
@@ -193,3 +194,16 @@ def test_worst_case_runs_only_robust_attacks_on_the_survivors(g_model, h_model, 
     assert (wc.correct != (survivors & alone)).sum() <= 1
     with pytest.raises(ValueError, match="only_robust"):
         worst_case(mix, x, y, {"ce": ce}, only_robust=["nope"])
+
+
+def test_cosine_schedule_decays_the_step_and_stays_in_the_ball(g_model, test_batch):
+    from adasmooth.attacks import _step_sizes
+
+    s = _step_sizes(0.1, 4, "cosine")
+    assert s[0] == pytest.approx(0.1) and s == sorted(s, reverse=True) and s[-1] == pytest.approx(0.1 * 0.5 * (1 + math.cos(0.75 * math.pi)))
+    assert _step_sizes(0.1, 3, "constant") == [0.1, 0.1, 0.1]
+    x, y = test_batch[0][:20], test_batch[1][:20]
+    adv = pgd(g_model, x, y, eps=0.1, steps=5, schedule="cosine", seed=0)
+    assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    with pytest.raises(ValueError, match="schedule"):
+        pgd(g_model, x, y, eps=0.1, steps=5, schedule="linear")

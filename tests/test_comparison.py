@@ -177,3 +177,57 @@ def test_curves_match_each_point_on_validation_and_pair_on_the_same_images(mixer
         matched.curves(positions=(1.5,), n_test=20, budget=TINY_BUDGET, **kw)
     with pytest.raises(ValueError, match="only must name"):
         matched.curves(positions=(0.25,), n_test=20, budget=TINY_BUDGET, only=["nope"], **kw)
+
+
+def test_budget_ladder_is_cumulative_sharded_and_replays(mixers, monkeypatch, tmp_path):
+    models, kw = mixers
+    monkeypatch.setenv("ADASMOOTH_DATA", str(tmp_path))
+    args = dict(n_test=30, budget=TINY_BUDGET, steps=(1, 2), shards=2, learned_names=["fmnist-adaptive"], **kw)
+    # two processes could fill the two shards; the whole run then reads every answer from the cache
+    for shard in (0, 1):
+        part = comparison.convergence(only_shard=shard, **args)
+        assert "paired" not in part and all(m["rungs"][0]["n"] == 15 for m in part["methods"].values())
+    doc = comparison.convergence(**args)
+    assert set(doc["methods"]) == {"constant", "fmnist-adaptive"} and doc["steps"] == [1, 2]
+    for m in doc["methods"].values():
+        assert all(r["cached"] for r in m["rungs"])
+        accs = [m["base"]["acc"]] + [r["acc"] for r in m["rungs"]]
+        assert accs == sorted(accs, reverse=True)  # each rung attacks only what the lower ones left
+        assert m["attacked"]["acc"] == pytest.approx(accs[-1]) and m["attacked"]["n"] == 30
+        moves = [round(100 * (a - b), 2) for a, b in zip(accs[:-1], accs[1:])]
+        assert m["reading"]["moves_points"] == pytest.approx(moves, abs=0.01)
+        assert m["reading"]["converged"] == (moves[-1] < 0.5)
+    pair = doc["paired"]["fmnist-adaptive vs constant"]["attacked"]
+    assert pair["only_a"] - pair["only_b"] == (doc["methods"]["fmnist-adaptive"]["attacked"]["k"]
+                                               - doc["methods"]["constant"]["attacked"]["k"])
+    assert doc["verdicts"]["fmnist-adaptive"]["verdict"] in ("reproduced", "not reproduced", "inconclusive")
+    tabs = comparison.ladder_tables(doc)
+    assert len(tabs["ladder"]["rows"]) == 2 and len(tabs["ladder"]["columns"]) == 3 + 2 + 3
+
+
+def test_ladder_reading_rule():
+    from adasmooth.comparison.convergence import reading, shard_slices
+
+    rungs = [{"steps": s, "acc": a} for s, a in ((20, 0.60), (50, 0.59), (100, 0.588), (200, 0.587))]
+    r = reading(0.66, rungs)
+    assert r["converged"] and r["at_steps"] == 50 and r["moves_points"] == [6.0, 1.0, 0.2, 0.1]
+    r = reading(0.66, rungs[:2])
+    assert not r["converged"] and r["at_steps"] is None  # the last rung still moved it by a point
+    assert [(s.start, s.stop) for s in shard_slices(10, 3)] == [(0, 3), (3, 7), (7, 10)]
+    with pytest.raises(ValueError, match="shards"):
+        shard_slices(5, 6)
+
+
+def test_strong_family_holds_the_evasion_attacks_and_the_base_family_keeps_its_keys(mixers):
+    models, _ = mixers
+    m = models["fmnist-adaptive"]
+    strong = list(comparison.attack_set(m, TINY_BUDGET.with_steps(3)))
+    for name in ("evasion/w=1", "evasion/w=0.95", "evasion/two-phase/w2=0.95", "evasion/targeted-3",
+                 "bpda/pgd-ce/w=0.2", "pgd-ce/full/w=0.2", "apgd-t"):
+        assert name in strong
+    assert strong.index("evasion/w=1") < strong.index("pgd-ce/full/w=0")  # the evasion family runs first
+    base = list(comparison.attack_set(m, TINY_BUDGET))
+    assert "evasion/two-phase" in base and not any(n.startswith(("bpda", "evasion/targeted")) for n in base)
+    assert "family" not in TINY_BUDGET.key() and TINY_BUDGET.with_steps(3).key()["family"] == "strong"
+    with pytest.raises(ValueError, match="family"):
+        comparison.Budget(family="weak")

@@ -138,3 +138,19 @@ def test_save_and_reload_gives_identical_alpha(tmp_path):
     assert torch.equal(a0, a1)
     assert float(net2.bn.running_mean) == float(net.bn.running_mean) != 0.0
     assert net2.alpha_range == pytest.approx((0.1, 0.6))
+
+
+def test_straight_through_keeps_alpha_and_passes_a_gradient_through_a_saturated_sigmoid():
+    from adasmooth.mixing_net import straight_through
+
+    net = MixingNetwork(width=8).eval()
+    z = torch.tensor([-40.0, 0.0, 40.0], requires_grad=True)  # saturated at both ends
+    a, _ = net.alpha_from_normalized(z)
+    (g_plain,) = torch.autograd.grad(a.sum(), z)
+    with straight_through(net):
+        a_st, _ = net.alpha_from_normalized(z)
+        (g_st,) = torch.autograd.grad(a_st.sum(), z)
+    assert torch.equal(a.detach(), a_st.detach())
+    assert abs(float(g_plain[0])) < 1e-20 and abs(float(g_plain[2])) < 1e-20
+    assert torch.allclose(g_st, torch.full_like(g_st, 0.25) * net.scale)
+    assert not net._straight_through

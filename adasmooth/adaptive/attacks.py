@@ -27,15 +27,16 @@ class _AlphaTermAttack:
     ``w`` is a float or a per-sample tensor (then pgd must see the whole batch at once).
     """
 
-    def __init__(self, model: AdaptiveMixedClassifier, base_loss, w):
+    def __init__(self, model: AdaptiveMixedClassifier, base_loss, w, targeted: bool = False):
         self.model, self.base_loss, self.w, self.gamma = model, base_loss, w, None
+        self.targeted = targeted
 
     def __call__(self, x):
         logp, _, self.gamma = self.model(x, return_alpha=True)
         return logp
 
     def loss(self, z, y):
-        base = attack_loss(self.base_loss, z, y)
+        base = attack_loss(self.base_loss, z, y, self.targeted)
         if isinstance(self.w, (int, float)) and self.w == 0:
             return base
         w = torch.as_tensor(self.w, dtype=z.dtype, device=z.device)
@@ -87,11 +88,14 @@ def training_attack(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
 def attack_adaptive(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Tensor, *, threat: str = "full",
                     eps: float, steps: int = 20, norm: str = "linf", loss: str = "ce", alpha_weight: float = 0.2,
                     step_size=None, random_start: bool = True, seed: int = 0, batch_size: int | None = None,
+                    schedule: str = "constant", start: torch.Tensor | None = None, targets: torch.Tensor | None = None,
                     progress: bool = False) -> torch.Tensor:
     """PGD on h^{α_θ} under threat model ``threat`` (see the module docstring); returns x_adv.
 
     ``loss`` is ``ce`` or ``margin`` (also ``dlr``); ``alpha_weight`` is the attacker's w on
     BCE(γ, 1) under ``full`` (ignored under ``detached``, where γ carries no gradient to x).
+    ``schedule`` and ``start``: as in :func:`attacks.pgd`; with ``targets`` (one class per input) the
+    base loss pulls toward that class (targeted CE or margin) and success means reaching it.
     The model is attacked in eval mode, with its evaluation α range.
     """
     if threat not in THREATS:
@@ -99,10 +103,11 @@ def attack_adaptive(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
     if not 0 <= alpha_weight <= 1:
         raise ValueError(f"alpha_weight must lie in [0, 1], got {alpha_weight}")
     w = float(alpha_weight) if threat == "full" else 0.0
-    adapter = _AlphaTermAttack(model, loss_name(loss), w)
+    adapter = _AlphaTermAttack(model, loss_name(loss), w, targeted=targets is not None)
     with _eval_mode(model), model.threat(threat):
-        return pgd(adapter, x, y, eps=eps, steps=steps, norm=norm, step_size=step_size,
-                   random_start=random_start, loss=adapter.loss, seed=seed, batch_size=batch_size,
+        return pgd(adapter, x, y if targets is None else targets, eps=eps, steps=steps, norm=norm,
+                   step_size=step_size, random_start=random_start, loss=adapter.loss, seed=seed,
+                   batch_size=batch_size, schedule=schedule, start=start, targeted=targets is not None,
                    progress=progress)
 
 

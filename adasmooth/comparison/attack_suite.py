@@ -1,14 +1,31 @@
 """The attack set of the comparison and its :class:`Budget`: PGD through α_θ and detached, transfers,
-softened surrogates, detector evasion, APGD-CE/APGD-T and Square; the constant α gets those that apply."""
+softened surrogates, detector evasion, APGD-CE/APGD-T and Square; the constant α gets those that apply.
+
+Two families share the names of the attacks they have in common:
+
+- ``base`` (the set of the 20-step headline): every PGD with the constant step 2.5·ε/steps; evasion with
+  α-term weights ``evasion_weights``; the two-phase evasion attack with half the steps in each phase.
+- ``strong`` (the budget ladder of :mod:`.convergence`): every PGD with a cosine step schedule; α-term
+  weights up to 1; two-phase evasion with ``steps`` steps in each phase and a second phase that keeps an
+  α-term (w ∈ ``PHASE_WEIGHTS``); targeted evasion toward each of the top-3 wrong classes; PGD through a
+  straight-through (BPDA) Sigmoid; APGD with max(``apgd_iter``, ``steps``) iterations.  The evasion family
+  runs first, so the cheaper attacks see only what it left.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
 from ..attacks import autoattack, pgd
 from ..mixing import MixedClassifier
 from ..runtime import batches
+
+
+FAMILIES = ("base", "strong")
+STRONG_EVASION_WEIGHTS = (0.5, 0.8, 0.9, 0.95, 1.0)
+PHASE_WEIGHTS = (0.0, 0.5, 0.95)   # the second phase's α-term weight in the strong two-phase attack
+EVASION_TARGETS = 3                 # targeted evasion toward each of the top-3 wrong classes
 
 
 @dataclass(frozen=True)
@@ -26,11 +43,26 @@ class Budget:
     square_n: int = 200
     seed: int = 0
     batch_size: int = 250
+    family: str = "base"
 
     def __post_init__(self):
         if self.eps <= 0 or self.steps < 1 or self.apgd_iter < 0 or self.square_queries < 0 or self.square_n < 0:
             raise ValueError(f"budget needs eps > 0, steps >= 1 and apgd_iter, square_queries, square_n >= 0: "
                              f"{self}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+
+    @property
+    def schedule(self) -> str:
+        return "cosine" if self.family == "strong" else "constant"
+
+    def key(self) -> dict:
+        """The budget as it enters a cache key: every field, ``family`` only where it is not ``base`` (so the
+        base family's keys are those it always had)."""
+        d = asdict(self)
+        if self.family == "base":
+            d.pop("family")
+        return d
 
     @classmethod
     def of(cls, params) -> "Budget":
@@ -39,6 +71,12 @@ class Budget:
         return cls(eps=params["eps"], norm=params["norm"], steps=params["steps"], apgd_iter=params["apgd_iter"],
                    square_queries=params["square_queries"], square_n=params["square_n"], seed=params["seed"],
                    batch_size=params["attack_batch_size"])
+
+    def with_steps(self, steps: int, family: str = "strong") -> "Budget":
+        """The same budget at ``steps`` PGD steps per attack (per phase) in ``family``."""
+        from dataclasses import replace
+
+        return replace(self, steps=int(steps), family=family)
 
     def caption(self, n: int) -> str:
         """The caption line of a figure attacked with this budget's full set on ``n`` images."""
@@ -54,7 +92,8 @@ def _with_alpha_term(model, base: str, w: float, threat: str, budget: Budget, **
 
     def attack(x, y):
         return attack_adaptive(model, x, y, threat=threat, eps=budget.eps, steps=budget.steps, norm=budget.norm,
-                               loss=base, alpha_weight=w, seed=budget.seed, batch_size=budget.batch_size, **kw)
+                               loss=base, alpha_weight=w, seed=budget.seed, batch_size=budget.batch_size,
+                               schedule=budget.schedule, **kw)
     return attack
 
 
@@ -64,25 +103,61 @@ def _surrogate(model, base: str, surrogate_scale: float, budget: Budget):
     def attack(x, y):
         with softened_head(model.net, surrogate_scale):
             return attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=budget.steps, norm=budget.norm,
-                                   loss=base, alpha_weight=0.2, seed=budget.seed, batch_size=budget.batch_size)
+                                   loss=base, alpha_weight=0.2, seed=budget.seed, batch_size=budget.batch_size,
+                                   schedule=budget.schedule)
     return attack
 
 
-def _two_phase(model, budget: Budget):
-    """Detector evasion: half the steps push α_θ toward g only (w = 1), the rest attack the mixture (CE,
-    w = 0) from that point, inside the same ε-ball."""
+def _two_phase(model, budget: Budget, w2: float = 0.0):
+    """Detector evasion: a first phase pushes α_θ toward g only (w = 1), a second attacks the mixture from that
+    point, inside the same ε-ball, with loss (1 - w2)·CE + w2·BCE(γ, 1).  ``base``: half the steps in each phase
+    and w2 = 0; ``strong``: ``steps`` in each phase."""
     from ..adaptive import attack_adaptive
 
     def attack(x, y):
-        half = max(1, budget.steps // 2)
-        x1 = attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=half, norm=budget.norm, loss="ce",
-                             alpha_weight=1.0, seed=budget.seed, batch_size=budget.batch_size)
-        out = torch.empty_like(x)
-        for sl in batches(len(x), budget.batch_size):
-            with model.threat("full"):
-                out[sl] = pgd(model, x[sl], y[sl], eps=budget.eps, steps=budget.steps - half or 1, norm=budget.norm,
-                              loss="ce", start=x1[sl], seed=budget.seed + 1)
-        return out
+        first = max(1, budget.steps // 2) if budget.family == "base" else budget.steps
+        second = (budget.steps - first or 1) if budget.family == "base" else budget.steps
+        x1 = attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=first, norm=budget.norm, loss="ce",
+                             alpha_weight=1.0, seed=budget.seed, batch_size=budget.batch_size,
+                             schedule=budget.schedule)
+        if budget.family == "base":
+            out = torch.empty_like(x)
+            for sl in batches(len(x), budget.batch_size):
+                with model.threat("full"):
+                    out[sl] = pgd(model, x[sl], y[sl], eps=budget.eps, steps=second, norm=budget.norm,
+                                  loss="ce", start=x1[sl], seed=budget.seed + 1)
+            return out
+        return attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=second, norm=budget.norm, loss="ce",
+                               alpha_weight=w2, seed=budget.seed + 1, batch_size=budget.batch_size,
+                               schedule=budget.schedule, start=x1)
+    return attack
+
+
+def _targeted_evasion(model, rank: int, budget: Budget, w: float = 0.5):
+    """Evasion toward the ``rank``-th most likely wrong class on the clean input: (1 - w)·(-CE to it) +
+    w·BCE(γ, 1), through α_θ; success means reaching that class."""
+    from ..adaptive import attack_adaptive
+
+    def attack(x, y):
+        with torch.no_grad():
+            z = torch.cat([model(x[sl]) for sl in batches(len(x), budget.batch_size)])
+        z.scatter_(1, y[:, None], float("-inf"))
+        t = z.topk(rank, 1).indices[:, rank - 1]
+        return attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=budget.steps, norm=budget.norm,
+                               loss="ce", alpha_weight=w, seed=budget.seed, batch_size=budget.batch_size,
+                               schedule=budget.schedule, targets=t)
+    return attack
+
+
+def _bpda(model, loss: str, w: float, budget: Budget):
+    """PGD through α_θ with the Sigmoid's gradient replaced by a straight-through one (:func:`straight_through`)."""
+    from ..mixing_net import straight_through
+
+    inner = _with_alpha_term(model, loss, w, "full", budget)
+
+    def attack(x, y):
+        with straight_through(model.net):
+            return inner(x, y)
     return attack
 
 
@@ -94,7 +169,7 @@ def _held_alpha(model, budget: Budget):
             with torch.no_grad():
                 _, a0, _ = model(x[sl], return_alpha=True)
             out[sl] = pgd(MixedClassifier(model.g, model.h, a0), x[sl], y[sl], eps=budget.eps, steps=budget.steps,
-                          norm=budget.norm, loss="ce", seed=budget.seed)
+                          norm=budget.norm, loss="ce", seed=budget.seed, schedule=budget.schedule)
         return out
     return attack
 
@@ -102,20 +177,21 @@ def _held_alpha(model, budget: Budget):
 def _transfer(source, budget: Budget):
     def attack(x, y):
         return pgd(source, x, y, eps=budget.eps, steps=budget.steps, norm=budget.norm, loss="ce", seed=budget.seed,
-                   batch_size=budget.batch_size)
+                   batch_size=budget.batch_size, schedule=budget.schedule)
     return attack
 
 
 def _pgd_on(model, loss, budget: Budget):
     def attack(x, y):
         return pgd(model, x, y, eps=budget.eps, steps=budget.steps, norm=budget.norm, loss=loss, seed=budget.seed,
-                   batch_size=budget.batch_size)
+                   batch_size=budget.batch_size, schedule=budget.schedule)
     return attack
 
 
 def _apgd(model, which: str, budget: Budget, adaptive: bool):
     def attack(x, y):
-        kw = dict(eps=budget.eps, norm=budget.norm, attacks=(which,), n_iter=budget.apgd_iter,
+        n_iter = budget.apgd_iter if budget.family == "base" else max(budget.apgd_iter, budget.steps)
+        kw = dict(eps=budget.eps, norm=budget.norm, attacks=(which,), n_iter=n_iter,
                   n_target_classes=budget.n_targets, seed=budget.seed, batch_size=budget.batch_size)
         if adaptive:
             with model.threat("full"):
@@ -131,26 +207,40 @@ def _square(model, budget: Budget):
     return attack
 
 
+def _evasion_family(model, budget: Budget) -> dict:
+    """The detector-evasion attacks of ``budget.family`` (see the module docstring)."""
+    weights = budget.evasion_weights if budget.family == "base" else STRONG_EVASION_WEIGHTS
+    out = {f"evasion/w={w:g}": _with_alpha_term(model, "ce", w, "full", budget) for w in weights}
+    if budget.family == "base":
+        out["evasion/two-phase"] = _two_phase(model, budget)
+        return out
+    out.update({f"evasion/two-phase/w2={w2:g}": _two_phase(model, budget, w2) for w2 in PHASE_WEIGHTS})
+    out.update({f"evasion/targeted-{k}": _targeted_evasion(model, k, budget) for k in range(1, EVASION_TARGETS + 1)})
+    out.update({"bpda/pgd-ce/w=0.2": _bpda(model, "ce", 0.2, budget), "bpda/evasion/w=0.5": _bpda(model, "ce", 0.5, budget)})
+    return out
+
+
 def attack_set(model, budget: Budget) -> dict:
     """The ordered attacks ``{name: f(x, y) -> x_adv}`` for an ``AdaptiveMixedClassifier`` or a
-    constant-α ``MixedClassifier`` (the attacks about α_θ are left out for the latter); Square last."""
+    constant-α ``MixedClassifier`` (the attacks about α_θ are left out for the latter); Square last.
+    The ``strong`` family runs its evasion attacks first."""
     adaptive = hasattr(model, "net")
+    out = _evasion_family(model, budget) if adaptive and budget.family == "strong" else {}
     if adaptive:
-        out = {f"pgd-{loss}/full/w={w:g}": _with_alpha_term(model, loss, w, "full", budget)
-               for loss in ("ce", "margin") for w in (0.0, 0.2)}
+        out.update({f"pgd-{loss}/full/w={w:g}": _with_alpha_term(model, loss, w, "full", budget)
+                    for loss in ("ce", "margin") for w in (0.0, 0.2)})
         out.update({f"pgd-{loss}/detached": _with_alpha_term(model, loss, 0.0, "detached", budget)
                     for loss in ("ce", "margin")})
     else:
-        out = {f"pgd-{loss}": _pgd_on(model, loss, budget) for loss in ("ce", "margin")}
+        out.update({f"pgd-{loss}": _pgd_on(model, loss, budget) for loss in ("ce", "margin")})
     out["transfer/g"] = _transfer(model.g, budget)
     out["transfer/h"] = _transfer(model.h, budget)
     if adaptive:
         for s in budget.surrogate_scales:
             if s < float(model.net.scale):
                 out.update({f"surrogate-{s:g}/{loss}": _surrogate(model, loss, s, budget) for loss in ("ce", "margin")})
-        out.update({f"evasion/w={w:g}": _with_alpha_term(model, "ce", w, "full", budget)
-                    for w in budget.evasion_weights})
-        out["evasion/two-phase"] = _two_phase(model, budget)
+        if budget.family == "base":
+            out.update(_evasion_family(model, budget))
         out["evasion/alpha-held"] = _held_alpha(model, budget)
     if budget.apgd_iter:
         out["apgd-ce"] = _apgd(model, "apgd-ce", budget, adaptive)

@@ -3,8 +3,6 @@ diagnostics, the class-balanced test images."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
-
 import torch
 
 from ..attack_cache import cached_values, images_hash, key
@@ -21,21 +19,23 @@ def _correct(model, x, y, bs):
 
 
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, budget: Budget, *, identity: str, square_idx=None,
-             use_cache: bool = True, progress: bool = False) -> dict:
+             use_cache: bool = True, progress: bool = False, survivors: torch.Tensor | None = None) -> dict:
     """Run :func:`attack_set` on (x, y) AutoAttack-style and return per-image masks.
 
     ``identity`` is the mixer's content address (:func:`fingerprint`).  Square runs only on
     ``square_idx`` (positions in x).  Returns ``{"clean", "worst": bool masks, "steps": [{"attack",
     "acc" (cumulative), "seconds", "cached"}], "square": {...} or None}`` where ``worst`` is the mask
     after every attack but Square, and ``square`` holds the masks before and after it on its subset.
+    ``survivors`` (a bool mask): attack only the images it marks (those earlier attacks left correct), so
+    ``worst`` is the per-image worst case over those attacks and these.
     """
     model.eval()
     dev = next(model.parameters()).device
     x, y = x.to(dev), y.to(dev)
     bs = budget.batch_size
-    base_key = {"identity": identity, "budget": asdict(budget)}
+    base_key = {"identity": identity, "budget": budget.key()}
     clean = _correct(model, x, y, bs)
-    correct = clean.clone()
+    correct = clean.clone() if survivors is None else clean & survivors.cpu()
     steps, sq = [], None
     attacks = attack_set(model, budget)
     for name, attack in progress_bar(list(attacks.items()), progress=progress, desc="attacks", leave=False):
@@ -56,7 +56,7 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, budget: Budget, *, identit
 
             def compute(attack=attack, xs=xs, ys=ys):
                 return _correct(model, attack(xs, ys), ys, bs)
-            ok, secs, hit = cached_values(entry, compute, use_cache)
+            ok, secs, hit = cached_values(entry, compute, use_cache, what=f"{identity[:12]}: {name} on {len(idx)} images")
         after = pool.clone()
         after[idx] = ok
         if is_square:
@@ -97,13 +97,14 @@ def diagnostics(model, x, y, budget: Budget, *, identity: str, use_cache: bool =
     a_clean = alpha_values(model, x)
     out = {"clean": {"quantiles": torch.quantile(a_clean.double(), qs).tolist()}, "quantile_levels": levels}
     for name, w in (("pgd-ce/full/w=0.2", 0.2), ("evasion/w=0.9", 0.9)):
-        entry = key({"identity": identity, "budget": asdict(budget), "alpha_on": name, "images": images_hash(x, y)})
+        entry = key({"identity": identity, "budget": budget.key(), "alpha_on": name, "images": images_hash(x, y)})
 
         def compute(w=w):
             adv = attack_adaptive(model, x, y, threat="full", eps=budget.eps, steps=budget.steps, norm=budget.norm,
                                   loss="ce", alpha_weight=w, seed=budget.seed, batch_size=budget.batch_size)
             return alpha_values(model, adv)
-        a_adv, _, _ = cached_values(entry, compute, use_cache, dtype=torch.float32)
+        a_adv, _, _ = cached_values(entry, compute, use_cache, dtype=torch.float32,
+                                    what=f"{identity[:12]}: α_θ on {name} examples")
         out[name] = {"quantiles": torch.quantile(a_adv.double(), qs).tolist(), "auc": auc(a_clean, a_adv)}
     return out
 

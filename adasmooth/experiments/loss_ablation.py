@@ -21,6 +21,7 @@ def loss_ablation(namespace: dict):
     p = namespace
     nb = notebook.setup("04_loss_ablation", p)
     head = _headline(p, nb.device) if p["headline"] else None
+    ladder = _ladder(p, nb.device) if p["headline"] and p["budget_ladder"] and p["ladder_mixers"] else None
     curves = _curves(p, nb.device) if p["headline"] and p["curve_positions"] else None
     train_curves = learned.training_curves(p["headline_mixers"], **_mixers(p)) if p["headline"] else {}
     print("no recorded training curve:", [n for n, c in train_curves.items() if not c])
@@ -30,18 +31,21 @@ def loss_ablation(namespace: dict):
                **ablation.best_metrics(cells, len(base.y), "cells", p["range_width"], key=list)}
     tables = _sm2_tables(cells, p, base.label)
     caption = ablation.attacks_caption(base.label, len(base.y), p["eps"], p["norm"])
-    figures = [Figure("04_loss_ablation", lambda: _plot_grid(cells, p, base), caption)]
-    for part in (head, curves):
+    figures = [ladder["figure"]] if ladder else []
+    figures.append(Figure("04_loss_ablation", lambda: _plot_grid(cells, p, base), caption))
+    for part in (ladder, head, curves):
         if part is not None:
             metrics.update(part["metrics"])
             tables.update(part["tables"])
-            figures.append(part["figure"])
+            if part is not ladder:
+                figures.append(part["figure"])
     recorded = {n: c for n, c in train_curves.items() if c}
     if recorded:
         figures.append(Figure("04_training_curves", lambda: _plot_training(recorded), results.caption(
             n=p["headline_n"], eps=p["eps"], norm=p["norm"], attacks="training attacks of each network's recipe",
             interval=None, extra="training losses (n: the headline's test images, not used here)")))
-    data = {"headline": head and head["doc"], "curves": curves and curves["doc"], "training_curves": train_curves,
+    data = {"headline": head and head["doc"], "converged": ladder and ladder["doc"],
+            "curves": curves and curves["doc"], "training_curves": train_curves,
             "verdicts": head and head["verdicts"], "constant": base.const,
             "cells": [{"c_prod": cp, "c_ce": ce, "c_bce": p["c_sum"] - ce, **r} for (cp, ce), r in cells.items()]}
     return new("04_loss_ablation", p, metrics=metrics, tables=tables, data=data, inputs=nb.inputs, figures=figures)
@@ -80,6 +84,31 @@ def _headline(p: dict, device) -> dict:
     return {"doc": doc, "verdicts": verdicts, "metrics": metrics, "tables": tables,
             "figure": Figure("04_headline", one_axes(comparison.plot_headline, doc),
                                  comparison.Budget.of(p).caption(doc["n"]))}
+
+
+def _ladder(p: dict, device) -> dict:
+    """The headline's ``ladder_mixers`` and the constant α on the attack-budget ladder (:func:`comparison.convergence`):
+    ``doc``, the converged verdicts, tables, metrics and figure."""
+    budget = comparison.Budget.of(p)
+    doc = comparison.convergence(g=p["g"], h=p["h"], learned_names=p["ladder_mixers"], n_test=p["headline_n"],
+                                 budget=budget, steps=p["budget_ladder"], shards=p["ladder_shards"], **_mixers(p),
+                                 use_cache=p["use_attack_cache"], device=device, progress=p["progress"])
+    tabs = comparison.ladder_tables(doc)
+    print({name: v["verdict"] for name, v in doc["verdicts"].items()}, "(at the converged budget)")
+    metrics = {"converged_constant_attacked": doc["methods"]["constant"]["attacked"]["acc"]}
+    for name in p["ladder_mixers"]:
+        m = doc["methods"][name]
+        metrics.update({f"converged_{name}_attacked": m["attacked"]["acc"],
+                        f"converged_{name}_verdict": doc["verdicts"][name]["verdict"],
+                        f"converged_{name}_converged": m["reading"]["converged"]})
+    steps = ", ".join(map(str, p["budget_ladder"]))
+    caption = results.caption(n=doc["n"], eps=p["eps"], norm=p["norm"],
+                              attacks=f"the base set at {p['steps']} steps, then the strong family at {steps} steps per "
+                                      "attack (cumulative per-image worst case)")
+    return {"doc": doc, "metrics": metrics,
+            "tables": {"Attack-budget ladder: attacked accuracy (%) as the budget grows (95 % intervals)": tabs["ladder"],
+                       "Attack-budget ladder: paired tests at the largest budget (McNemar, same images)": tabs["paired"]},
+            "figure": Figure("04_budget_ladder", one_axes(comparison.plot_ladder, doc), caption)}
 
 
 def _curves(p: dict, device) -> dict:

@@ -34,7 +34,8 @@ def main(args) -> int:
     """Entry point of ``python -m adasmooth reproduce``; returns the exit status (1 when a notebook failed)."""
     extra = dict(parse_param(t) for t in getattr(args, "param", None) or [])
     outcomes = run(args.profile, only=args.only, force=args.force, device=args.device, progress=args.progress,
-                   jobs=args.jobs, retrain=getattr(args, "retrain", False), params=extra)
+                   jobs=args.jobs, retrain=getattr(args, "retrain", False), params=extra,
+                   verify_fraction=getattr(args, "verify_fraction", 0.1), verify_seed=getattr(args, "verify_seed", 0))
     failed = [o.name + (f" (showing the result of {o.kept})" if o.kept else "") for o in outcomes
               if o.status == "failed"]
     out = outcomes[0].results.parent if outcomes else ""

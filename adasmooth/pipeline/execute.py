@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import checkpoint, results
+from . import progress as progress_lines
 from .params import check_parameters, fingerprint, is_current
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ class Outcome:
 
 
 def run_notebook(src: str | os.PathLike, params: dict, executed: str | os.PathLike, *, force: bool = False,
-                 timeout: float | None = None, progress: bool = False, profile: str = "") -> Outcome:
+                 timeout: float | None = None, progress: bool = False, profile: str = "",
+                 estimate: float | None = None) -> Outcome:
     """Run one notebook through papermill unless its results are current.
 
     ``params["out_dir"]`` is where the notebook writes ``<stem>.json``; the pipeline stamps that file
@@ -64,21 +66,25 @@ def run_notebook(src: str | os.PathLike, params: dict, executed: str | os.PathLi
     executed.parent.mkdir(parents=True, exist_ok=True)
     new = executed.with_name(executed.stem + ".new.ipynb")
     stage, fig_dir, fig_stage, staged = _stage(src.stem, params, res)
+    progress_lines.started(src.stem, estimate)
     t0 = time.perf_counter()
+    outcome = None
     try:
         try:
             papermill.execute_notebook(str(src), str(new), parameters=staged, kernel_name=KERNEL,
                                        cwd=str(src.parent), execution_timeout=timeout, progress_bar=progress,
                                        extra_arguments=KERNEL_QUIET)
         except BaseException as e:  # PapermillExecutionError, timeouts, dead kernels, Ctrl-C: keep the last result
-            o = _failed(src.stem, time.perf_counter() - t0, executed, new, res, _failure_line(e))
+            outcome = _failed(src.stem, time.perf_counter() - t0, executed, new, res, _failure_line(e))
             if not isinstance(e, Exception):
                 raise
-            return o
+            return outcome
         seconds = time.perf_counter() - t0
-        return _complete(src.stem, seconds, executed, new, res, stage, [(fig_stage, fig_dir), (stage, res.parent)],
-                         fp=fp, profile=profile)
+        outcome = _complete(src.stem, seconds, executed, new, res, stage, [(fig_stage, fig_dir), (stage, res.parent)],
+                            fp=fp, profile=profile)
+        return outcome
     finally:
+        progress_lines.finished(src.stem, outcome.status if outcome else "stopped", time.perf_counter() - t0)
         for d in (stage, fig_stage):
             if d is not None:
                 shutil.rmtree(d, ignore_errors=True)

@@ -3,13 +3,16 @@ models, run the selected notebooks (:mod:`~adasmooth.pipeline.scheduler`) and wr
 (:mod:`~adasmooth.pipeline.summary`)."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from pathlib import Path
 
 from .. import profiles, resolve, results, zoo
 from . import params as _params
 from .execute import Outcome
+from .progress import Heartbeat
 from .params import Plan, fingerprint, is_current, model_specs, plan, select
 from .scheduler import _notebook_jobs, _run_serial, _run_side_by_side, _trained_seconds
 from .summary import update_readme, write_summary
@@ -54,7 +57,8 @@ def prepare_zoo(specs: list[str], *, overrides: dict | None, root, device=None, 
 
 def run(profile: str | profiles.Profile, *, only=None, force: bool = False, device: str | None = None,
         progress: bool = False, out_root=None, fig_dir=None, zoo_root=None, nb_dir=None,
-        jobs: int | None = None, retrain: bool = False, params: dict | None = None) -> list[Outcome]:
+        jobs: int | None = None, retrain: bool = False, params: dict | None = None, verify_fraction: float = 0.1,
+        verify_seed: int = 0) -> list[Outcome]:
     """Validate (:func:`plan`), train missing zoo models, run the selected notebooks and write the
     summary; return the selected notebooks' outcomes (in notebook order).  On a CPU ``jobs`` notebooks
     (default: one per core) run side by side, each kernel with cores // jobs threads.  The summary also
@@ -64,8 +68,12 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
     Shipped checkpoints (``shipped``) are verified first and never trained: a missing or modified one
     stops the run with how to restore it.  With ``retrain`` every model is trained into a fresh cache
     ``results/<profile>-retrain/zoo`` (results and figures beside it) and ``retrain_comparison.md``
-    compares each retrained model with the shipped one."""
-    from .. import shipped
+    compares each retrained model with the shipped one.
+
+    Every kernel recomputes a seeded ``verify_fraction`` of the cached attack answers it reads (at least the
+    first) and fails on one that its recomputation contradicts (:mod:`adasmooth.attack_cache`); a line at
+    each notebook's start and end and every 30 s shows the progress (:mod:`.progress`)."""
+    from .. import attack_cache, shipped
 
     prof = profiles.get(profile) if isinstance(profile, str) else profile
     if retrain:
@@ -87,8 +95,12 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
     # retraining trains the mixing networks inside notebooks 04/05/07 (hours on a CPU): no cell limit then
     timeout = None if retrain else every.profile.execution_timeout
     kw = dict(force=force, timeout=timeout, progress=progress, profile=every.profile.name)
-    done, zoo_rows = _train_and_run(every, todo, specs, kw, jobs=jobs, device=device, progress=progress,
-                                    also=left_out)
+    if not 0 <= verify_fraction <= 1:
+        raise ValueError(f"verify_fraction must lie in [0, 1], got {verify_fraction}")
+    env = {attack_cache.VERIFY_FRACTION_ENV: str(verify_fraction), attack_cache.VERIFY_SEED_ENV: str(verify_seed)}
+    with _environment(env), Heartbeat():
+        done, zoo_rows = _train_and_run(every, todo, specs, kw, jobs=jobs, device=device, progress=progress,
+                                        also=left_out)
     outcomes, listed = _listed(every, chosen, done)
     ship = shipped.manifest(every.zoo_root)
     _name_model_sources(zoo_rows, ship)
@@ -99,6 +111,21 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
                                  note=_retrain_note(every, wall, jobs, outcomes, zoo_rows))
     update_readme(every.profile.name, every.out_root)
     return outcomes
+
+
+@contextlib.contextmanager
+def _environment(values: dict):
+    """Set environment variables (inherited by the workers and kernels) for the duration."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _retrain_note(every: Plan, wall: float, jobs: int, outcomes: list[Outcome], zoo_rows: list[dict]) -> str:

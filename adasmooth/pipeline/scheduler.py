@@ -41,7 +41,7 @@ def _last_seconds(src: Path, params: dict, profile: str = "") -> float:
 def _notebook_worker(src, params, executed, kw, threads):
     os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by the kernel papermill starts
     os.environ["MKL_NUM_THREADS"] = str(threads)
-    return run_notebook(src, params, executed, **kw)
+    return run_notebook(src, params, executed, estimate=_last_seconds(src, params, kw.get("profile", "")), **kw)
 
 
 def _report(o: Outcome) -> None:
@@ -54,7 +54,8 @@ def _run_serial(todo: list, kw: dict) -> dict[str, Outcome]:
     """Run ``[(src, params, executed)]`` one after the other in this process."""
     out = {}
     for src, params, executed in todo:
-        out[src.stem] = o = run_notebook(src, params, executed, **kw)
+        out[src.stem] = o = run_notebook(src, params, executed,
+                                         estimate=_last_seconds(src, params, kw.get("profile", "")), **kw)
         _report(o)
     return out
 

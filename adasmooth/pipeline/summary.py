@@ -45,7 +45,30 @@ def _head_lines(prof: profiles.Profile, outcomes: list[Outcome], shown: dict, to
             f"torch {torch.__version__}, Python {platform.python_version()}, "
             f"{torch.get_num_threads()} CPU threads, CUDA {'available' if torch.cuda.is_available() else 'not available'}."
             f" Wall time of this run: {total_seconds:.0f} s; the notebooks' own times (as last run) add up to "
-            f"{sum(o.seconds for o in outcomes):.0f} s.", ""]
+            f"{sum(o.seconds for o in outcomes):.0f} s.", "",
+            *cache_lines({o.name: shown[id(o)][0] for o in outcomes})]
+
+
+def cache_lines(docs: dict) -> list[str]:
+    """What the notebooks read from the attack cache, recomputed to verify it, and computed afresh."""
+    stats = {n: d.get("attack_cache") for n, d in docs.items() if d and d.get("attack_cache")}
+    if not stats:
+        return []
+    read = sum(s["read"] for s in stats.values())
+    verified = sum(s["verified"] for s in stats.values())
+    identical = sum(s["identical"] for s in stats.values())
+    differing = sum(s["differing_images"] for s in stats.values())
+    seeds = sorted({s.get("verify_seed") for s in stats.values() if s.get("verify_fraction") is not None})
+    fractions = sorted({s.get("verify_fraction") for s in stats.values() if s.get("verify_fraction") is not None})
+    line = (f"Attack cache (code version {max(s['code_version'] for s in stats.values())}): {read} cached attack results "
+            f"read, {verified} recomputed to verify them ({identical} identical, {differing} differing images in all; "
+            f"fraction {', '.join(map(str, fractions)) or 'none'}, seed {', '.join(map(str, seeds)) or '–'}).")
+    computed = [(n, k) for n, s in stats.items() for k in s.get("computed_keys", [])]
+    out = [line]
+    if computed:
+        out.append(f"Computed in this run (not in the cache before): {len(computed)} entries: " +
+                   ", ".join(f"{n}: {k}" for n, k in computed[:20]) + (" ..." if len(computed) > 20 else ""))
+    return out + [""]
 
 
 def _timing_lines(outcomes: list[Outcome], shown: dict, here: Path) -> list[str]:

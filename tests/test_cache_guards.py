@@ -1,0 +1,123 @@
+"""The attack cache's guards: keys that do not ride on calibrated floats, the code version, a replay that
+recomputes a sample and fails on a contradicted entry, and the check mode that computes nothing."""
+import json
+
+import pytest
+import torch
+
+from adasmooth import ablation, attack_cache
+from adasmooth.adaptive import AdaptiveMixedClassifier
+from adasmooth.mixing_net import for_models
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("ADASMOOTH_DATA", str(tmp_path))
+    for k in ("ADASMOOTH_VERIFY_FRACTION", "ADASMOOTH_VERIFY_SEED", "ADASMOOTH_PROGRESS_FILE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(attack_cache, "stats", {k: ([] if k.endswith("_keys") else 0) for k in attack_cache.stats})
+    return tmp_path / "attack-cache"
+
+
+def _mask(n=200, seed=0):
+    return torch.rand(n, generator=torch.Generator().manual_seed(seed)) > 0.4
+
+
+def test_a_tampered_entry_is_caught_by_the_replay(cache):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return _mask()
+
+    first, _, hit = attack_cache.cached_values("k1", compute, True)
+    assert not hit and len(calls) == 1
+    with attack_cache.verifying(1.0, seed=3):  # an honest entry: recomputed, identical, read
+        again, _, hit = attack_cache.cached_values("k1", compute, True)
+    assert hit and torch.equal(again, first) and len(calls) == 2
+    assert attack_cache.stats["verified"] == 1 and attack_cache.stats["identical"] == 1
+    doc = json.loads((cache / "k1.json").read_text())
+    assert doc["code_version"] == attack_cache.CODE_VERSION
+    doc["correct"][:4] = [not v for v in doc["correct"][:4]]  # 4 of 200 images flipped: over the 1 % tolerance
+    (cache / "k1.json").write_text(json.dumps(doc))
+    with pytest.raises(attack_cache.CacheMismatch, match=r"k1\.json.*differs on 4 of 200 images \(tolerance 2\)"):
+        with attack_cache.verifying(1.0):
+            attack_cache.cached_values("k1", compute, True)
+    # without verification the tampered answer would be read: that is why every replay verifies a sample
+    assert attack_cache.cached_values("k1", compute, True)[2] is True
+
+
+def test_sampled_verification_recomputes_the_first_and_a_seeded_fraction(cache):
+    for i in range(40):
+        attack_cache.cached_values(f"e{i}", lambda i=i: _mask(100, i), True)
+    picked = []
+    for seed in (0, 0, 1):
+        attack_cache.stats.update(verified=0, verified_keys=[])
+        with attack_cache.verifying(0.25, seed=seed):
+            for i in range(40):
+                attack_cache.cached_values(f"e{i}", lambda i=i: _mask(100, i), True)
+        picked.append(list(attack_cache.stats["verified_keys"]))
+    assert picked[0] == picked[1] and picked[0] != picked[2]  # the same seed picks the same entries
+    assert picked[0][0] == "e0" and 4 <= len(picked[0]) <= 20  # the first read, then about a quarter
+    assert attack_cache.stats["differing_images"] == 0
+
+
+def test_entries_of_another_code_version_are_recomputed(cache):
+    attack_cache.cached_values("old", lambda: _mask(), True)
+    doc = json.loads((cache / "old.json").read_text())
+    doc["code_version"] = attack_cache.CODE_VERSION - 1
+    (cache / "old.json").write_text(json.dumps(doc))
+    _, _, hit = attack_cache.cached_values("old", lambda: _mask(), True)
+    assert not hit and json.loads((cache / "old.json").read_text())["code_version"] == attack_cache.CODE_VERSION
+
+
+def test_check_mode_computes_nothing_and_names_the_miss(cache):
+    attack_cache.cached_values("have", lambda: _mask(), True)
+    with attack_cache.checking() as asked:
+        assert attack_cache.cached_values("have", lambda: 1 / 0, True)[2]
+        with pytest.raises(attack_cache.CacheMiss, match="missing-one"):
+            attack_cache.cached_values("missing-one", lambda: 1 / 0, True)
+        with pytest.raises(attack_cache.CacheMiss):
+            attack_cache.cached_doc({"what": "x"}, lambda: 1 / 0, True)
+    assert asked == ["have", "missing-one", attack_cache.key({"what": "x"})]
+    assert not (cache / "missing-one.json").exists()
+
+
+def test_differing_counts_images_in_masks_packed_masks_and_accuracies():
+    a = torch.tensor([True, False, True, True])
+    assert attack_cache.differing(a, a, 4) == 0 and attack_cache.differing(a, ~a, 4) == 4
+    p, q = attack_cache.pack(_mask(64, 1)), attack_cache.pack(_mask(64, 2))
+    bits = int((_mask(64, 1) != _mask(64, 2)).sum())
+    assert attack_cache.differing({"clean": p, "seconds": 3}, {"clean": q, "seconds": 9}, 64) == bits
+    assert attack_cache.differing({"full": 0.5, "n": 200}, {"full": 0.515, "n": 200}, 200) == 3
+    assert attack_cache.tolerance(200) == 2 and attack_cache.tolerance(99) == 0
+
+
+def test_a_calibrated_model_is_keyed_by_what_calibration_read(cache, g_model, h_model, test_batch, monkeypatch):
+    """Two CPUs whose bisections return shifts in their 5th significant digit apart ask the same question (the shift is not in the key)."""
+    x, y = test_batch[0][:40], test_batch[1][:40]
+    torch.manual_seed(0)
+    model = AdaptiveMixedClassifier(g_model, h_model, for_models(g_model, h_model, width=8)).eval()
+    real = ablation.calibrate_shift
+    jitter = iter([0.0, 1e-5, 0.0])
+
+    def calibrate_on_another_cpu(m, *a, **k):
+        res = real(m, *a, **k)
+        s = float(m.net.shift)
+        m.net.set_head(shift=s + next(jitter) * max(1.0, abs(s)))
+        return res
+
+    monkeypatch.setattr(ablation, "calibrate_shift", calibrate_on_another_cpu)
+    kw = dict(eps=0.1, steps=1, norm="linf", seed=0, apgd_iter=0, surrogate_scale=None, use_cache=True)
+    with torch.no_grad():
+        accs = sorted((m(x).argmax(1) == y).float().mean().item() for m in (g_model, h_model))
+    assert accs[0] < accs[1]
+    first = ablation.evaluate_network(model, x, y, accs[1], range_width=None, **kw)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    second = ablation.evaluate_network(model, x, y, accs[1], range_width=None, **kw)
+    assert not first["cached"] and second["cached"]
+    assert float(state["net.shift"]) != float(model.net.shift)  # the floats differ, the question does not
+    other = ablation.evaluate_network(model, x, y, accs[0], range_width=None, **kw)  # another target: another question
+    assert not other["cached"]
