@@ -150,7 +150,9 @@ def test_a_few_training_steps_lower_the_composite_loss(g_model, h_model, test_ba
     model, hist = train_mixing_network(g_model, h_model, x, y, net=net, epochs=2, **{**FAST, "eps": 0.3})
     after = _objective(model, xe, ye, 0.3)
     assert hist["steps"] == 2 * (len(x) // 16) and len(hist["loss"]) == hist["steps"]
-    assert after < 0.75 * before
+    # the ratio rides on floating-point paths: 0.80 was reported on another CPU of this kind (issue 28), so
+    # the bound leaves a margin over it; an untrained network (ratio 1) still fails it
+    assert after < 0.9 * before
     assert float(net.bn.running_mean) != 0.0  # the head's running statistics were updated
 
 

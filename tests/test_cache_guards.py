@@ -121,3 +121,18 @@ def test_a_calibrated_model_is_keyed_by_what_calibration_read(cache, g_model, h_
     assert float(state["net.shift"]) != float(model.net.shift)  # the floats differ, the question does not
     other = ablation.evaluate_network(model, x, y, accs[0], range_width=None, **kw)  # another target: another question
     assert not other["cached"]
+
+
+def test_the_shipped_cache_answers_every_question_of_the_default_profile():
+    """`cache check --profile default` on the shipped data/attack-cache: calibrations run, nothing is attacked,
+    and every question the default notebooks ask is answered (a fresh clone's `make reproduce` replays)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "adasmooth", "cache", "check", "--profile", "default"],
+                         capture_output=True, text=True, timeout=900, env={**__import__("os").environ,
+                                                                           "OMP_NUM_THREADS": "1"})
+    last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-2000:]
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    n = int(last.split()[0])
+    assert last == f"{n} questions, {n} cached, 0 missing" and n > 300
