@@ -72,8 +72,12 @@ def _zoo_train(args) -> int:
 
 
 def _zoo_verify(args) -> int:
+    from pathlib import Path
+
     from . import shipped
 
+    if args.cache is not None and not Path(args.cache).is_dir():
+        raise FileNotFoundError(f"--cache {args.cache}: no such zoo cache folder")
     rows = shipped.verify(args.cache)
     for r in rows:
         print(f"{r['status']:8s} {'shipped' if r['shipped'] else 'cached ':8s} {r['kind']:24s} {r['file']}")

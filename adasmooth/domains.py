@@ -167,12 +167,31 @@ COUNT = interval(1, integer=True)
 ALPHA = interval(0, 1)
 
 
+def _radius(norm: str | None = None) -> Domain:
+    """An attack radius for images in [0, 1]: ℓ∞ ε in (0, 1]; ℓ2 ε in (0, the image's diameter √(C·H·W)]
+    (``norm`` None: the notebook's ``norm`` parameter)."""
+    def bound(p):
+        which = norm or p.get("norm", "linf")
+        if which == "linf":
+            return 1.0
+        try:
+            from .data import info
+
+            d = info(p.get("dataset", "fashion-mnist"))
+            return math.sqrt(d["channels"] * d["side"] ** 2)
+        except ValueError:
+            return math.inf
+
+    return Domain(lambda v, p: _num(v) and 0 < v <= bound(p),
+                  "a radius in (0, 1] for ℓ∞, in (0, √(C·H·W)] (the image's diameter) for ℓ2")
+
+
 def _lazy() -> tuple[dict, dict]:
     models = {n: _model() for n in ("g", "h", "h_linf", "g_sm2a", "h_trades", "h_l2", "baseline")}
     common = {
         **models,
         "dataset": _dataset(), "norm": choices("linf", "l2"), "space": choices("prob", "logit"),
-        "eps": POSITIVE, "eps_linf": POSITIVE, "eps_l2": POSITIVE, "step_size_sm2a": POSITIVE,
+        "eps": _radius(), "eps_linf": _radius("linf"), "eps_l2": _radius("l2"), "step_size_sm2a": POSITIVE,
         "step_size_sm2b": POSITIVE,
         "steps": COUNT, "steps_fig1": COUNT, "steps_sm2": COUNT, "batch_size": COUNT, "attack_batch_size": COUNT, "epochs": COUNT,
         "n_eval": multiple_of_classes(), "headline_n": multiple_of_classes(),
