@@ -117,6 +117,22 @@ def test_learned_vs_constant_reuses_the_recorded_verdict():
     assert verdicts.learned_vs_constant({})[0]["verdict"] == "inconclusive"
 
 
+def test_claim_b_is_judged_at_the_converged_budget_where_the_ladder_ran():
+    acc = lambda k: {"acc": k / 1000, "k": k, "n": 1000, "low": 0, "high": 1}  # noqa: E731
+    doc = headline_doc("reproduced")
+    doc["data"]["verdicts"]["lever"] = {"verdict": "reproduced"}  # a mixer the ladder did not climb
+    doc["data"]["converged"] = {
+        "steps": [20, 50], "methods": {"m": {"attacked": acc(550), "clean": acc(870), "reading": {"converged": True}},
+                                       "constant": {"attacked": acc(590), "clean": acc(871)}},
+        "paired": {"m vs constant": {"attacked": {"only_a": 10, "only_b": 50, "p_value": 1e-7, "diff": -0.04}}},
+        "verdicts": {"m": {"verdict": "not reproduced"}}}
+    rows = by_id(verdicts.learned_vs_constant(doc))
+    assert rows["b-m"]["verdict"] == "not reproduced"  # the converged verdict, not the 20-step one
+    assert "55.0 % [" in rows["b-m"]["ours"] and "59.0 % [" in rows["b-m"]["ours"] and "converged" in rows["b-m"]["ours"]
+    assert "80.0 %" in rows["b-m"]["ours"]  # the base set's number beside it
+    assert rows["b-lever"]["verdict"] == "inconclusive" and "upper bound" in rows["b-lever"]["ours"]
+
+
 # ---------------------------------------------------------------- (c) Table SM2 cells
 
 def cells_doc(at_zero, positive, n=200):
