@@ -6,12 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.adasmooth-installed
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 PROFILE ?= default
+# fraction of the cached attack answers each notebook recomputes and compares (make reproduce VERIFY=0.02: faster)
+VERIFY ?= 0.1
 
 .PHONY: reproduce reproduce-full reproduce-from-scratch cache-check test setup data browser
 
 # --force: every notebook runs again (the committed results would otherwise count as current and be skipped)
 reproduce: setup
-	$(PY) -m adasmooth reproduce --profile $(PROFILE) --force
+	$(PY) -m adasmooth reproduce --profile $(PROFILE) --force --verify-fraction $(VERIFY)
 
 # the same notebooks with every cached attack answer recomputed from the shipped weights and compared image by image
 reproduce-full: setup

@@ -156,9 +156,24 @@ def write(out_dir: str | os.PathLike | None, name: str, *, params: dict, metrics
         "attack_cache": attack_cache.report(),
     }
     p = path(out, name)
-    checkpoint.atomic_write_json(p, _finite(doc))
+    checkpoint.atomic_write_json(p, _relative_paths(_finite(doc)))
     log.info("wrote %s", p)
     return p
+
+
+def _relative_paths(obj):
+    """Every string of ``obj`` that is an absolute path inside the project folder, made relative to it (no
+    machine's paths in committed results)."""
+    from .runtime import project_root
+
+    root = str(project_root().resolve()) + os.sep
+    if isinstance(obj, dict):
+        return {k: _relative_paths(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_relative_paths(v) for v in obj]
+    if isinstance(obj, str) and obj.startswith(root):
+        return obj[len(root):]
+    return obj
 
 
 def _relative_file(record):

@@ -13,7 +13,7 @@ def test_progress_line_reads_the_kernels_report(tmp_path, monkeypatch, capsys):
     assert "04_loss_ablation: started (last run 100 s)" in capsys.readouterr().out
     kernel = tmp_path / "04_loss_ablation.kernel.json"
     assert str(kernel) == __import__("os").environ[attack_cache.PROGRESS_ENV]
-    assert progress.line(tmp_path, "04_loss_ablation").endswith("; starting")
+    assert progress.line(tmp_path, "04_loss_ablation").endswith("; no attack-cache question yet")
     monkeypatch.setattr(attack_cache, "stats", {"read": 7, "verified": 1, "identical": 1, "differing_images": 0,
                                                 "computed": 2, "computed_keys": [], "verified_keys": []})
     attack_cache._report("abc", "02d65197: evasion/w=1 on 300 images")
@@ -56,7 +56,9 @@ def test_results_record_input_files_relative_to_the_project(tmp_path):
 
     inside = {"spec": "fmnist-standard", "file": str(project_root() / "data" / "zoo" / "x.pt")}
     outside = {"spec": "f.py:make", "file": "/tmp/elsewhere/f.py"}
-    p = results.write(tmp_path, "00_quickstart", params={}, metrics={}, inputs=[inside, outside])
+    p = results.write(tmp_path, "00_quickstart", params={}, metrics={}, inputs=[inside, outside],
+                      data={"fit": {"path": str(project_root() / "data" / "zoo" / "nuts.json")}})
     doc = results.read(p)
     assert doc["inputs"][0]["file"] == "data/zoo/x.pt" and doc["inputs"][1]["file"] == "/tmp/elsewhere/f.py"
+    assert doc["data"]["fit"]["path"] == "data/zoo/nuts.json"
     assert doc["attack_cache"]["code_version"] == attack_cache.CODE_VERSION

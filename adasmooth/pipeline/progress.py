@@ -55,8 +55,10 @@ def line(folder: Path, stem: str, now: float | None = None) -> str | None:
     if start.get("estimate"):
         rest = start["estimate"] - elapsed
         left = f", about {rest:.0f} s left" if rest > 0 else ", past its last run's time"
-    work = (f"; cache: {k.get('read', 0)} read, {k.get('computed', 0)} computed, {k.get('verified', 0)} "
-            f"recomputed to verify; now: {k.get('what') or k.get('entry', '')}") if k else "; starting"
+    work = "; no attack-cache question yet"
+    if k:
+        work = (f"; cache: {k.get('read', 0)} read, {k.get('computed', 0)} computed, {k.get('verified', 0)} "
+                f"recomputed to verify; now: {k.get('what') or k.get('entry', '')}")
     return f"[{time.strftime('%H:%M:%S')}] {stem}: running {elapsed:.0f} s{left}{work}"
 
 
