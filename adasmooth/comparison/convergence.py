@@ -17,6 +17,7 @@ the result's definition and recorded.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import torch
 
@@ -46,16 +47,18 @@ def ladder(model, x, y, base: Budget, *, identity: str, survivors: torch.Tensor,
     ``only_shard`` runs that shard alone (filling the cache; the masks then cover that shard only)."""
     if list(steps) != sorted(set(steps)) or not steps or steps[0] < 1:
         raise ValueError(f"steps must be increasing budgets >= 1, got {list(steps)}")
-    if x.device.type == "cpu":  # 1.2-1.6x faster convolutions on a CPU core (benchmarks/attack_speed.py)
+    if x.device.type == "cpu":  # faster convolutions on a CPU core (benchmarks/ladder_speed.py)
         model = model.to(memory_format=torch.channels_last)
     parts = shard_slices(len(y), shards)
     if only_shard is not None:
         parts = [parts[only_shard]]
+    covered = torch.zeros(len(y), dtype=torch.bool)
+    for sl in parts:
+        covered[sl] = True
     worst = survivors.cpu().clone()
     rungs = []
     for s in steps:
-        budget = base.with_steps(s)
-        budget = Budget(**{**budget.key(), "batch_size": LADDER_BATCH, "family": "strong"})
+        budget = replace(base.with_steps(s), batch_size=LADDER_BATCH)
         seconds, cached = 0.0, True
         for sl in parts:
             res = evaluate(model, x[sl], y[sl], budget, identity=identity, use_cache=use_cache, progress=progress,
@@ -63,9 +66,6 @@ def ladder(model, x, y, base: Budget, *, identity: str, survivors: torch.Tensor,
             worst[sl] = res["worst"]
             seconds += sum(st["seconds"] for st in res["steps"])
             cached &= all(st["cached"] for st in res["steps"])
-        covered = torch.zeros_like(worst)
-        for sl in parts:
-            covered[sl] = True
         rungs.append({"steps": s, "acc": int(worst[covered].sum()) / int(covered.sum()), "seconds": round(seconds, 1),
                       "cached": cached})
         log.info("%s: ladder %d steps: %.1f %%", identity[:8], s, 100 * rungs[-1]["acc"])
@@ -86,7 +86,7 @@ def reading(base_acc: float, rungs: list[dict], tol_points: float = TOL_POINTS) 
             "moves_points": [round(m, 2) for m in moves], "tol_points": tol_points}
 
 
-def compare(methods: dict, square_after: dict, level: float = 0.05) -> dict:
+def compare(methods: dict, square_after: dict) -> dict:
     """Paired tests of every learned mixer against ``constant`` on the ladder's final masks (``methods``:
     name -> worst mask), and on the Square subset (``square_after``: name -> (positions, mask after Square
     of the base set), combined with the ladder's masks there)."""
@@ -161,9 +161,7 @@ def run(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at", learned_names=
 def ladder_tables(doc: dict) -> dict:
     """The ladder as ``results.table`` dicts: attacked accuracy per method and budget, and the paired tests."""
     from ..results import table
-
-    def pct(s):
-        return f"{100 * s['acc']:.1f} [{100 * s['low']:.1f}, {100 * s['high']:.1f}]"
+    from .head_to_head import pct
 
     steps = doc["steps"]
     rows = []

@@ -98,12 +98,14 @@ def _paired(models: dict, masks: dict) -> dict:
     return out
 
 
+def pct(s: dict) -> str:
+    """An accuracy with its interval, in percent: ``"61.2 [58.1, 64.2]"``."""
+    return f"{100 * s['acc']:.1f} [{100 * s['low']:.1f}, {100 * s['high']:.1f}]"
+
+
 def headline_tables(doc: dict) -> dict:
     """The headline's tables (``results.table`` dicts): per method, and the paired tests."""
     from ..results import table
-
-    def pct(s):
-        return f"{100 * s['acc']:.1f} [{100 * s['low']:.1f}, {100 * s['high']:.1f}]"
 
     rows = []
     for name, m in doc["methods"].items():
