@@ -136,6 +136,11 @@ def test_verdict_rule_decides_claim_b():
     assert comparison.verdict(_doc(t, t), "m")["verdict"] == "inconclusive"  # a tie is a tie
     # ahead under gradient attacks, significantly behind once Square has run: masked, not reproduced
     assert comparison.verdict(_doc(t, half, sq_a=f, sq_c=t), "m")["verdict"] == "not reproduced"
+    # significantly ahead on all images, but after Square on its subset the lead is 13 vs 8 (p 0.38): the
+    # strongest evaluation no longer separates them (the diverse lever's case)
+    sq_a, sq_c = torch.arange(100) < 60, (torch.arange(100) < 47) | ((torch.arange(100) >= 60) & (torch.arange(100) < 68))
+    assert comparison.verdict(_doc(t, half, sq_a=sq_a, sq_c=sq_c), "m")["verdict"] == "inconclusive"
+    assert comparison.verdict(_doc(t, half, sq_a=t, sq_c=half), "m")["verdict"] == "reproduced"
     few = torch.arange(100) < 97
     assert comparison.verdict(_doc(t, few), "m")["verdict"] == "inconclusive"  # 3 discordant pairs: p = 0.25
 

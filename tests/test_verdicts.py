@@ -133,6 +133,18 @@ def test_claim_b_is_judged_at_the_converged_budget_where_the_ladder_ran():
     assert rows["b-lever"]["verdict"] == "inconclusive" and "upper bound" in rows["b-lever"]["ours"]
 
 
+def test_claim_b_row_shows_the_after_square_numbers_beside_the_others():
+    doc = headline_doc("inconclusive")
+    sq = lambda k: {"square": {"after": {"acc": k / 200, "k": k, "n": 200, "low": 0, "high": 1}}}  # noqa: E731
+    doc["data"]["headline"]["methods"]["m"].update(sq(125))
+    doc["data"]["headline"]["methods"]["constant"].update(sq(120))
+    doc["data"]["headline"]["paired"]["m vs constant"]["after_square"] = {"only_a": 13, "only_b": 8,
+                                                                         "p_value": 0.383, "diff": 0.025}
+    ours = verdicts.learned_vs_constant(doc)[0]["ours"]
+    assert "after Square on its subset: α_θ 62.5 % [" in ours and "constant 60.0 % [" in ours
+    assert "McNemar 13 vs 8, p = 0.38" in ours
+
+
 # ---------------------------------------------------------------- (c) Table SM2 cells
 
 def cells_doc(at_zero, positive, n=200):

@@ -177,10 +177,11 @@ def verdict(doc: dict, learned_name: str, level: float = 0.05) -> dict:
     rule fixed before looking at the numbers:
 
     - ``reproduced``: on all images (every attack but Square) α_θ is right on significantly more images
-      (McNemar exact, two-sided p < ``level``), and on the Square subset after Square it is not behind;
-    - ``not reproduced``: α_θ is significantly behind on all images, or significantly ahead there but
-      significantly behind on the Square subset after Square (the gain was masked gradients);
-    - ``inconclusive``: anything else (ties included).
+      (McNemar exact, two-sided p < ``level``), and on the Square subset, after Square as well, it is still
+      significantly ahead (a robustness claim is judged by the strongest evaluation that ran);
+    - ``not reproduced``: α_θ is significantly behind on all images, or significantly behind on the Square
+      subset after Square (a gain under gradient attacks that Square reverses was masked gradients);
+    - ``inconclusive``: anything else (ties included, and a lead that is no longer significant after Square).
 
     ``square_gap_points``: how far Square lowered α_θ's accuracy on its subset below the gradient attacks.
     """
@@ -188,16 +189,16 @@ def verdict(doc: dict, learned_name: str, level: float = 0.05) -> dict:
     main, sq = pair["attacked"], pair.get("after_square")
     ahead = main["diff"] > 0 and main["p_value"] < level
     behind = main["diff"] < 0 and main["p_value"] < level
+    sq_ahead = sq is None or (sq["diff"] > 0 and sq["p_value"] < level)
     sq_behind = sq is not None and sq["diff"] < 0 and sq["p_value"] < level
-    sq_not_behind = sq is None or sq["diff"] >= 0
-    if ahead and sq_not_behind:
-        v = "reproduced"
-    elif behind or (ahead and sq_behind):
+    if behind or sq_behind:
         v = "not reproduced"
+    elif ahead and sq_ahead:
+        v = "reproduced"
     else:
         v = "inconclusive"
     gap = doc["methods"][learned_name].get("square", {}).get("gap_points")
     return {"claim": "the learned α_θ beats the constant α at equal clean accuracy", "verdict": v,
             "difference_points": round(100 * main["diff"], 2), "p_value": main["p_value"],
             "square_subset_difference_points": None if sq is None else round(100 * sq["diff"], 2),
-            "square_gap_points": gap, "rule": "McNemar exact, two-sided, level 0.05; Square must not reverse it"}
+            "square_gap_points": gap, "rule": "McNemar exact, two-sided, level 0.05, on all images and on the Square subset after Square"}

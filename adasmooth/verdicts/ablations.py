@@ -60,7 +60,8 @@ def learned_vs_constant(doc: dict | None) -> list[dict]:
     base budget (``data.verdicts[name]``, else the metric ``headline_<name>_verdict``) that verdict, except
     that a "reproduced" there becomes "inconclusive" when the ladder ran beside it (a number that a stronger
     attack would lower is an upper bound, and the ladder showed that more steps lower α_θ).  The rule of
-    each verdict: McNemar's exact test on the same images, Square must not reverse it
+    each verdict: McNemar's exact test on the same images, significant on all images and on the Square subset
+    after Square
     (:func:`adasmooth.comparison.verdict`); it is not recomputed here."""
     ref = paper_reference()["table_sm2"]
     base = ref["constant_baseline"]
@@ -116,7 +117,19 @@ def _compared(part: dict, name: str, short: bool = False) -> str:
     pair = (paired.get(f"{name} vs constant") or {}).get("attacked")
     if pair:
         ours += f"; McNemar: {pair['only_a']} vs {pair['only_b']} images right only by one, p = {pair['p_value']:.2g}"
-    return ours + f"; n = {la.n}"
+    ours += f"; n = {la.n}"
+    sq_l, sq_c = (_after_square((methods.get(m) or {}).get("square") or {}) for m in (name, "constant"))
+    sq_pair = (paired.get(f"{name} vs constant") or {}).get("after_square")
+    if sq_l and sq_c and sq_pair:
+        ours += (f"; after Square on its subset: α_θ {accuracy(sq_l['k'] / sq_l['n'], sq_l['n'])} vs constant "
+                 f"{accuracy(sq_c['k'] / sq_c['n'], sq_c['n'])}, McNemar {sq_pair['only_a']} vs {sq_pair['only_b']}, "
+                 f"p = {sq_pair['p_value']:.2g}")
+    return ours
+
+
+def _after_square(sq: dict) -> dict | None:
+    """The Square subset's accuracy after Square (a ladder document: after the ladder and Square)."""
+    return sq.get("after") or sq.get("after_ladder_and_square")
 
 
 def c_prod_helps(doc: dict | None) -> list[dict]:
