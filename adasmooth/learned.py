@@ -109,6 +109,7 @@ def choose_head(model, r: LearnedRecipe, *, device=None) -> dict:
     from .adaptive import alpha_min_from_parts, mixture_parts
     from .calibration import bisect_to_accuracy
     from .mixing import mix_log_probs
+    from .mixing_net import head
 
     device = get_device(device)
     t0 = time.perf_counter()
@@ -126,9 +127,9 @@ def choose_head(model, r: LearnedRecipe, *, device=None) -> dict:
 
     span = 60.0 + scale * float(z.abs().max())
     tol = 1.0 / len(y)
-    shift = bisect_to_accuracy(lambda s: acc(torch.sigmoid(z * scale + s)), -span, span, target, tol, len(y), 200,
+    shift = bisect_to_accuracy(lambda s: acc(head(z, scale, s)), -span, span, target, tol, len(y), 200,
                     "the head's shift (validation)", "α in (0, 1)")
-    sig = torch.sigmoid(z * scale + shift.value)
+    sig = head(z, scale, shift.value)
     w = r.range_width
     amin = alpha_min_from_parts(lg, lh, sig, y, target, w, tol, "α_min (validation)")
     const = bisect_to_accuracy(acc, 0.0, 1.0, target, tol, len(y), 200, "constant α (validation)", "α = 0 .. 1")

@@ -28,6 +28,12 @@ TRAIN_SCALE, TRAIN_SHIFT = 2.0, 0.4
 CLAMP_STD = 0.6
 
 
+def head(z, scale, shift, alpha_min=0.0, alpha_max=1.0):
+    """The head of α_θ: α = α_min + (α_max − α_min)·σ(s·z + b) from BN(γ_raw) = ``z``, scale s and shift b
+    (the one home of this formula: the network, calibration and the validation-chosen head all call it)."""
+    return alpha_min + (alpha_max - alpha_min) * torch.sigmoid(z * scale + shift)
+
+
 def _stage(cin: int, cout: int, blocks: int, stride: int) -> nn.Sequential:
     layers = [PreActBlock(cin, cout, stride)] + [PreActBlock(cout, cout, 1) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)

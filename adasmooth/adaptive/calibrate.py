@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from ..calibration import Calibration, bisect_to_accuracy, check_target  # noqa: F401  (Calibration: re-exported)
 from ..mixing import check_alpha, mix_log_probs
+from ..mixing_net import head
 from ..runtime import batches, get_device
 from .model import AdaptiveMixedClassifier
 
@@ -57,7 +58,7 @@ def calibrate_shift(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
     amin, amax = net.alpha_range
 
     def acc(shift):
-        a = amin + (amax - amin) * torch.sigmoid(z * net.scale + shift)
+        a = head(z, net.scale, shift, amin, amax)
         return (mix_log_probs(lg, lh, a).argmax(1) == y).double().mean().item()
 
     # σ(±60) is 0 / 1 in float32: the ends give α_min and α_max for every input
@@ -108,7 +109,7 @@ def calibrate_range(model: AdaptiveMixedClassifier, x: torch.Tensor, y: torch.Te
     device = get_device(device)
     model = model.to(device).eval()
     lg, lh, z = mixture_parts(model, x, device, batch_size)
-    sig = torch.sigmoid(z * model.net.scale + model.net.shift)
+    sig = head(z, model.net.scale, model.net.shift)
     res = alpha_min_from_parts(lg, lh, sig, y.to(device), target, width, tol)
     model.net.set_alpha_range(res.value, res.value + width)
     return res

@@ -28,4 +28,4 @@ from .cached_run import _masks_doc, alpha_values, diagnostics, evaluate, test_im
 from .convergence import LADDER, TOL_POINTS, ladder_tables, plot_ladder  # noqa: F401
 from .convergence import run as convergence  # noqa: F401
 from .head_to_head import finish_axes, headline, headline_tables, plot_headline, verdict  # noqa: F401
-from .statistics import auc, interval, mcnemar, summary  # noqa: F401
+from ..statistics import auc, interval, mcnemar, summary  # noqa: F401

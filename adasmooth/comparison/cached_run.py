@@ -9,7 +9,7 @@ from ..attack_cache import cached_values, images_hash, key
 from ..attacks import predict
 from ..runtime import batches, progress_bar
 from .attack_suite import Budget, attack_set
-from .statistics import auc, summary
+from ..statistics import auc, summary
 
 log = logging.getLogger(__name__)
 

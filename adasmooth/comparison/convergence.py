@@ -23,7 +23,7 @@ import torch
 
 from .attack_suite import Budget
 from .cached_run import evaluate, test_images
-from .statistics import interval, mcnemar, summary
+from ..statistics import interval, mcnemar, summary
 
 log = logging.getLogger(__name__)
 

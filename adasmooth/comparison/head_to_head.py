@@ -8,7 +8,7 @@ from ..attack_cache import fingerprint
 from ..mixing import MixedClassifier
 from .attack_suite import Budget
 from .cached_run import _masks_doc, diagnostics, evaluate, test_images
-from .statistics import mcnemar
+from ..statistics import mcnemar
 
 
 def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",

@@ -33,7 +33,7 @@ numbers.  The paper's side comes from :func:`paper_reference` (``paper_reference
 supplement with the table or figure each number comes from).
 
 The rules live in :mod:`.ablations` (claims (a)-(d)), :mod:`.sm1` (claim (e), Fig. SM1) and :mod:`.theorems`
-(Lemma 1, Theorems 1-3); the decision rules they share in :mod:`.statistics`, the vocabulary and the paper's
+(Lemma 1, Theorems 1-3); the decision rules they share in :mod:`adasmooth.statistics`, the vocabulary and the paper's
 side in :mod:`.common`.  This module assembles the claim table (:func:`rows`, :func:`table`).
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ from .ablations import c_prod_helps, learned_vs_constant, ri_choice, sigmoid_sca
 from .common import (COLUMNS, LOSS, PANELS, RI, RI_LABELS, RULE_NOTE, SCALE, SETTING_NOTE, SM1,  # noqa: F401
                      THEORY, VERDICTS, paper_reference)
 from .sm1 import SM1_TABLE_TITLE, certified_radii, sm1_curves, sm1_table  # noqa: F401
-from .statistics import Accuracy, accuracy, best_options, compare  # noqa: F401
+from ..statistics import Accuracy, accuracy, best_options, compare  # noqa: F401
 from .theorems import theory
 
 RULES = ((RI, ri_choice), (LOSS, learned_vs_constant), (LOSS, c_prod_helps), (SCALE, sigmoid_scale),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .common import LOSS, PANELS, RI, RI_LABELS, SCALE, VERDICTS, _n_eval, _pct, _row, paper_reference
-from .statistics import accuracy, compare
+from ..statistics import accuracy, compare
 
 
 def ri_choice(doc: dict | None) -> list[dict]:

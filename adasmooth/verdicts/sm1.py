@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from .common import SM1, _n_eval, _row, paper_reference
-from .statistics import accuracy, compare
+from ..statistics import accuracy, compare
 
 
 def _dense(grid) -> bool:
