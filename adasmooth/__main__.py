@@ -121,9 +121,18 @@ def _data_fetch(args) -> int:
     from .runtime import data_root
 
     data._check_name(args.name)
+    try:  # a corrupt idx file: recopied from Debian's package, or removed so that it is downloaded again
+        for note in data.check_files(args.name, download=True):
+            print(note)
+    except data.DataCorruptError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for split in ("train", "test"):
         try:
             x, _ = data.load(args.name, split, download=True)
+        except data.DataCorruptError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         except (urllib.error.URLError, OSError, RuntimeError) as e:
             if isinstance(e, RuntimeError) and not str(e).startswith("Error downloading"):
                 raise  # torchvision's MNIST-style classes wrap failed mirrors in this RuntimeError
@@ -180,7 +189,8 @@ def _cache_verify(args) -> int:
 def _app(args) -> int:
     from . import app
 
-    return app.serve(profile=args.profile, ip=args.ip, port=args.port, grid_from=args.grid_from)
+    return app.serve(profile=args.profile, ip=args.ip, port=args.port, grid_from=args.grid_from,
+                     allow_remote=args.allow_remote)
 
 
 def _summary(args) -> int:
@@ -276,9 +286,14 @@ def _app_command(sub) -> None:
     a = sub.add_parser("app", help="serve the α explorer (notebook 06) as a read-only web app with Voilà")
     a.add_argument("--profile", default="default", choices=["smoke", "default", "paper"],
                    help="whose parameters and recorded grid (results/<profile>/06_alpha_explorer.json) to show")
-    a.add_argument("--ip", default="127.0.0.1", help="address to bind (default: this machine only)")
+    a.add_argument("--ip", default="127.0.0.1", help="address to bind (default: this machine only; any other "
+                                                     "address needs --allow-remote)")
+    a.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --ip: served behind a Voilà token ($JUPYTER_TOKEN, else a random one "
+                        "printed in the URL)")
     a.add_argument("--port", type=int, default=8866)
-    a.add_argument("--grid-from", default=None, help="another results JSON of notebook 06 to show")
+    a.add_argument("--grid-from", default=None, help="another results JSON of notebook 06 to show (checked before "
+                                                     "serving)")
     a.set_defaults(func=_app)
 
 

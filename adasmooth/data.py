@@ -2,7 +2,9 @@
 
 Resolution order for every dataset: files already under ``root`` (torchvision's layout);
 for Fashion-MNIST, the files of Debian's ``dataset-fashion-mnist`` package (copied under
-``root``); torchvision's download only when the caller passes ``download=True``.
+``root``); torchvision's download only when the caller passes ``download=True``.  The idx files of
+MNIST and Fashion-MNIST are checked (header and length, :func:`check_files`) before they are read: a corrupt
+one is recopied from Debian's package, removed for a download, or named with the command that restores it.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,9 @@ SPLITS = ("train", "test", "fit", "val")
 # VAL_SEED) that no shipped model trains on; "fit": the rest of the training set.  Calibration (shifts,
 # α ranges, constant α) is chosen on "val", never on the test images.
 VAL_PER_CLASS, VAL_SEED = 500, 20240
+# the raw idx files of MNIST and Fashion-MNIST (torchvision's <root>/<class>/raw) -> their dimensions
+IDX_FILES = {"train-images-idx3-ubyte": (60000, 28, 28), "train-labels-idx1-ubyte": (60000,),
+             "t10k-images-idx3-ubyte": (10000, 28, 28), "t10k-labels-idx1-ubyte": (10000,)}
 
 CLASS_NAMES = {
     "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -44,6 +50,10 @@ CLASS_NAMES = {
 
 class DataNotFoundError(FileNotFoundError):
     """The dataset is not on disk and downloading was not allowed."""
+
+
+class DataCorruptError(DataNotFoundError):
+    """A dataset file is on disk but cut short or malformed: ``corrupt: <path> (...); restore with: <command>``."""
 
 
 def info(name: str) -> dict:
@@ -82,8 +92,8 @@ def load(name: str, split: str = "test", root: str | Path | None = None, downloa
         keep = val if split == "val" else _complement(val, len(y))
         return x[keep], y[keep]
     cls = getattr(tvd, DATASETS[name][0])
-    if name == "fashion-mnist":
-        _install_debian_fashion_mnist(root)
+    for note in check_files(name, root, download=download):  # idx files: Debian's copied, corrupt ones repaired
+        log.warning("%s", note)
     try:
         ds = cls(str(root), train=(split == "train"), download=False)
     except RuntimeError:
@@ -138,26 +148,90 @@ def _check_name(name: str) -> None:
         raise ValueError(f"dataset name must be one of {sorted(DATASETS)}, got {name!r}")
 
 
-def _install_debian_fashion_mnist(root: Path) -> None:
-    """Copy Debian's gzipped Fashion-MNIST files, extracted, into torchvision's raw folder."""
-    raw = root / "FashionMNIST" / "raw"
-    files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    if all((raw / f).exists() for f in files) or not DEBIAN_FASHION_MNIST.is_dir():
-        return
-    if not all((DEBIAN_FASHION_MNIST / f"{f}.gz").exists() for f in files):
-        return
-    raw.mkdir(parents=True, exist_ok=True)
-    for f in files:  # notebooks side by side may copy at once: each through its own temporary file
-        if (raw / f).exists():
+def idx_problem(path: str | Path, dims: tuple[int, ...] | None = None) -> str | None:
+    """What is wrong with the idx file ``path`` (None when nothing): its header's magic (unsigned bytes,
+    ``len(dims)`` dimensions), its dimensions (``dims`` when given) and its length (header + items)."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(4)
+        if len(head) < 4 or head[:3] != b"\x00\x00\x08" or head[3] == 0:
+            return f"not an idx file of unsigned bytes (header {head.hex() or 'empty'}), got {size} bytes"
+        got_dims = f.read(4 * head[3])
+    if len(got_dims) < 4 * head[3]:
+        return f"header cut short: {size} bytes"
+    got = tuple(int.from_bytes(got_dims[4 * i:4 * i + 4], "big") for i in range(head[3]))
+    if dims is not None and got != tuple(dims):
+        return f"expected dimensions {tuple(dims)}, the header says {got}"
+    expected = 4 + 4 * len(got) + int(np.prod(got, dtype=np.int64))
+    if size != expected:
+        return f"expected {expected} bytes, got {size}"
+    return None
+
+
+def check_files(name: str, root: str | Path | None = None, download: bool = False) -> list[str]:
+    """Check the idx files of ``mnist`` / ``fashion-mnist`` under ``root`` (:func:`idx_problem`) and, for
+    Fashion-MNIST, copy the missing ones from Debian's package; returns one note per repaired file.
+
+    A corrupt copy is recopied from Debian's package when that is installed (whole), else removed when
+    ``download`` (torchvision then downloads it again), else :class:`DataCorruptError` names the file and the
+    command that restores it.  A corrupt Debian file raises :class:`DataCorruptError` with the reinstall command.
+    """
+    _check_name(name)
+    if name not in ("mnist", "fashion-mnist"):
+        return []
+    if root is None:
+        from .runtime import data_root
+        root = data_root()
+    raw = Path(root) / DATASETS[name][0] / "raw"
+    debian = name == "fashion-mnist" and all((DEBIAN_FASHION_MNIST / f"{f}.gz").is_file() for f in IDX_FILES)
+    notes = []
+    for f, dims in IDX_FILES.items():
+        dst = raw / f
+        if not dst.exists():
+            if debian:
+                _copy_gz(DEBIAN_FASHION_MNIST / f"{f}.gz", dst, dims)
+                log.info("copied %s.gz from %s into %s", f, DEBIAN_FASHION_MNIST, raw)
             continue
-        fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{f}.", suffix=".tmp")
+        problem = idx_problem(dst, dims)
+        if problem is None:
+            continue
+        if debian:
+            _copy_gz(DEBIAN_FASHION_MNIST / f"{f}.gz", dst, dims)  # replaces the corrupt copy atomically
+            notes.append(f"corrupt: {dst} ({problem}); recopied from {DEBIAN_FASHION_MNIST / f}.gz")
+        elif download:
+            dst.unlink(missing_ok=True)
+            notes.append(f"corrupt: {dst} ({problem}); removed, downloading it again")
+        else:
+            raise DataCorruptError(f"corrupt: {dst} ({problem}); restore with: {fetch_command(name)}")
+    return notes
+
+
+def _copy_gz(src: Path, dst: Path, dims: tuple[int, ...]) -> None:
+    """Gunzip ``src`` into ``dst`` through a temporary file of its own (notebooks side by side may copy at
+    once), checked (:func:`idx_problem`) before it replaces ``dst``; :class:`DataCorruptError` when ``src`` is."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    try:
         try:
-            with gzip.open(DEBIAN_FASHION_MNIST / f"{f}.gz", "rb") as src, os.fdopen(fd, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            os.replace(tmp, raw / f)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    log.info("copied Debian's Fashion-MNIST into %s", raw)
+            with os.fdopen(fd, "wb") as d, gzip.open(src, "rb") as s:
+                shutil.copyfileobj(s, d)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            problem = f"cannot gunzip it: {e}"
+        else:
+            problem = idx_problem(tmp, dims)
+            problem = problem and f"gunzipped: {problem}"
+        if problem:
+            raise DataCorruptError(f"corrupt: {src} ({problem}); restore with: "
+                                   f"sudo apt-get install --reinstall -y dataset-fashion-mnist")
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _install_debian_fashion_mnist(root: Path) -> None:
+    """Copy Debian's gzipped Fashion-MNIST files, extracted and checked, into torchvision's raw folder
+    (:func:`check_files`: a corrupt copy there is recopied)."""
+    for note in check_files("fashion-mnist", root):
+        log.warning("%s", note)

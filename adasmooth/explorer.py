@@ -186,6 +186,15 @@ class AlphaExplorer:
         display(self.widget)
 
 
+def _grid_row(r) -> bool:
+    """Whether ``r`` is a row of a trade-off grid: ``option`` (str), ``alpha``, ``clean``, ``attacked`` (numbers)."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    return isinstance(r, dict) and isinstance(r.get("option"), str) and all(
+        number(r.get(k)) for k in ("alpha", "clean", "attacked"))
+
+
 def recorded_grid(path, inputs=None, **expected) -> list[dict]:
     """The trade-off grid a run of notebook 06 recorded in its results JSON ``path`` (``data.curve``),
     after checking that it was computed with the ``expected`` parameters (e.g. ``g``, ``h``, ``eps``,
@@ -195,17 +204,32 @@ def recorded_grid(path, inputs=None, **expected) -> list[dict]:
     from pathlib import Path
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise FileNotFoundError(f"grid_from: {p} does not exist; record a grid first with "
                                 f"python -m adasmooth reproduce --only 06")
-    doc = json.loads(p.read_text())
+    if not p.is_file():
+        raise ValueError(f"grid_from: {p} is not a file; expected notebook 06's results JSON")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"grid_from: {p} is not a readable JSON file ({e}); expected notebook 06's results "
+                         f"JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("params", {}), dict) \
+            or not isinstance(doc.get("data") or {}, dict):
+        raise ValueError(f"grid_from: {p} is not a results JSON (an object with 'params' and 'data'); expected "
+                         f"notebook 06's results JSON")
     params = doc.get("params", {})
     rows = (doc.get("data") or {}).get("curve")
     if not rows:
         raise ValueError(f"grid_from: {p} holds no recorded grid (data.curve)")
+    bad = next((r for r in rows if not _grid_row(r)), None) if isinstance(rows, list) else rows
+    if bad is not None:
+        raise ValueError(f"grid_from: {p}: data.curve must be a list of rows with 'option', 'alpha', 'clean' and "
+                         f"'attacked', got {str(bad)[:80]}")
     wrong = {k: (params.get(k), v) for k, v in expected.items() if params.get(k) != v}
     if inputs is not None:
-        rec = [i.get("sha256") for i in doc.get("inputs", [])]
+        recorded = doc.get("inputs") if isinstance(doc.get("inputs"), list) else []
+        rec = [i.get("sha256") if isinstance(i, dict) else None for i in recorded]
         now = [i.get("sha256") for i in inputs]
         if rec != now:
             wrong["model weights (sha256)"] = ([r and r[:12] for r in rec], [n and n[:12] for n in now])

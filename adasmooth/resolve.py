@@ -3,22 +3,32 @@ behind it, so that you can bring your own g and h.
 
 A spec is a zoo name, a ``package.module:factory`` path or a ``path/to/file.py:factory`` path.  Holds
 :func:`kind` (which of the three a spec is), :func:`model` (the model and its input record),
-:func:`is_unchanged` (whether a record's files still hash the same), :func:`absolute_file_spec` and
-:func:`side_files`.
+:func:`is_unchanged` (whether a record's files still hash the same), :func:`absolute_file_spec`,
+:func:`side_files` and :func:`declared_files`.
 
 ``model("fmnist-standard")`` loads (or trains) the zoo model; ``model("mypkg.nets:make_g")``
 imports ``mypkg.nets`` (``model("nets/mine.py:make_g")`` loads that file) and calls ``make_g()``, which
 must return a ``torch.nn.Module`` mapping images in [0, 1] of shape (N, C, H, W) to logits.  Each call
 also returns an *input record* ``{"spec", "kind", "file", "sha256"}`` naming the file the model's numbers
 depend on (the zoo checkpoint, or the factory's source file), so that results can be recomputed when it
-changes.  A factory's record also holds ``"files"``: the sha256 of every weights-like file (``WEIGHT_SUFFIXES``)
-in the factory file's folder, so a changed, added or removed weights file there makes the results stale.
+changes.  A factory's record also holds ``"files"``: the sha256 of the files it reads (:func:`side_files`), so a
+changed, added or removed one makes the results stale.  Those are the files its module declares, as a literal
+list of paths or glob patterns relative to the module's folder::
+
+    ADASMOOTH_FILES = ["weights.pt", "nets/*.npz"]
+
+or, without that list, the weights-like files (``WEIGHT_SUFFIXES``) named after the module (``mine.pt``,
+``mine.npz`` beside ``mine.py``) and every file under a folder named after it (``mine/``).  Nothing else in the
+folder is hashed (a factory in /tmp does not depend on the kernels' connection files there).
 """
 from __future__ import annotations
 
+import ast
+import glob
 import importlib
 import inspect
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -31,7 +41,7 @@ log = logging.getLogger(__name__)
 
 _IMPORT_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _FILE_SPEC = re.compile(r"^(?P<path>.+\.py):(?P<fn>[A-Za-z_]\w*)$")
-# files beside a factory that it may open: hashed into its input record
+# weights-like files named after a factory's module (mine.pt beside mine.py): hashed into its input record
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".npz", ".npy", ".json")
 
 
@@ -79,14 +89,54 @@ def _import_file(spec: str):
     return mod, m["fn"]
 
 
-def side_files(src: str | Path) -> dict[str, str]:
-    """``{path: sha256}`` of the weights-like files (``WEIGHT_SUFFIXES``) in the folder of ``src`` (none for a
-    module directly in site-packages)."""
-    folder = Path(src).resolve().parent
-    if folder.name in ("site-packages", "dist-packages"):
-        return {}
-    return {str(f): checkpoint.sha256_file(f) for f in sorted(folder.iterdir())
-            if f.is_file() and f.suffix in WEIGHT_SUFFIXES}
+def declared_files(src: str | Path) -> list[str] | None:
+    """The module-level ``ADASMOOTH_FILES = [...]`` of the Python file ``src`` (a literal list of str: paths or
+    glob patterns relative to its folder), None when it declares none; ``ValueError`` when it is not such a list."""
+    src = Path(src)
+    try:
+        tree = ast.parse(src.read_bytes(), filename=str(src))
+    except (OSError, SyntaxError, ValueError):
+        return None  # unreadable: its own sha256 decides
+    for node in tree.body:
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) else [])
+        if any(isinstance(t, ast.Name) and t.id == "ADASMOOTH_FILES" for t in targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except (ValueError, SyntaxError, TypeError):
+                value = None
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+                raise ValueError(f"{src}: ADASMOOTH_FILES must be a literal list of paths or glob patterns "
+                                 f"(str, relative to {src.parent}), e.g. ADASMOOTH_FILES = ['weights.pt']")
+            return list(value)
+    return None
+
+
+def side_files(src: str | Path) -> dict[str, str | None]:
+    """``{path: sha256}`` of the files the factory module ``src`` reads: those its ``ADASMOOTH_FILES`` declares
+    (:func:`declared_files`; a declared plain path that is missing maps to None), else the weights-like files
+    (``WEIGHT_SUFFIXES``) named ``<stem>.<suffix>`` beside it and every file under a folder ``<stem>/`` beside it
+    (none for a module directly in site-packages); never the rest of its folder."""
+    src = Path(src).resolve()
+    folder = src.parent
+    patterns = declared_files(src)
+    files: set[Path] = set()
+    missing: set[Path] = set()
+    if patterns is not None:
+        for pat in patterns:
+            full = Path(os.path.normpath(folder / pat))
+            if any(c in pat for c in "*?["):
+                files.update(Path(f) for f in glob.glob(str(full), recursive=True) if Path(f).is_file())
+            else:
+                (files if full.is_file() else missing).add(full)
+    elif folder.name not in ("site-packages", "dist-packages"):
+        files = {f for f in folder.glob(f"{glob.escape(src.stem)}.*") if f.is_file() and f.suffix in WEIGHT_SUFFIXES}
+        own = folder / src.stem
+        if own.is_dir():
+            files.update(f for f in own.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+    files.discard(src)
+    out = {str(f): checkpoint.sha256_file(f) for f in files} | {str(f): None for f in missing}
+    return dict(sorted(out.items()))
 
 
 def model(spec: str, *, zoo_overrides: dict | None = None, zoo_root=None, device=None,
@@ -124,13 +174,16 @@ def model(spec: str, *, zoo_overrides: dict | None = None, zoo_root=None, device
 
 
 def is_unchanged(record: dict) -> bool:
-    """Whether the file of an input record still exists with the same sha256 and, for a factory, the
-    weights-like files beside it are the same (same names, same sha256; a record without them is stale)."""
+    """Whether the file of an input record still exists with the same sha256 and, for a factory, the files it
+    reads (:func:`side_files`) are the same (same names, same sha256; a record without them is stale)."""
     f = record.get("file")
     if not f or not Path(f).exists():
         return False
     if checkpoint.sha256_file(f) != record.get("sha256"):
         return False
     if record.get("kind") == "import":
-        return record.get("files") == side_files(f)
+        try:
+            return record.get("files") == side_files(f)
+        except ValueError:  # an ADASMOOTH_FILES that is not a literal list: model() names it
+            return False
     return True

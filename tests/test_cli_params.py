@@ -170,6 +170,8 @@ FACTORY = '''\
 from pathlib import Path
 import torch
 
+ADASMOOTH_FILES = ["weights.pt", "extra/*.npz"]  # what make() reads: hashed into the results' inputs
+
 def make():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
     net.load_state_dict(torch.load(Path(__file__).parent / "weights.pt", weights_only=True))
@@ -195,8 +197,9 @@ def test_a_file_path_model_spec_and_its_weights_decide_currency(tmp_path):
     assert not pipeline.is_current(res, "fp")  # a changed weights file reruns the notebook
     _, rec = resolve.model(spec, device="cpu")
     assert resolve.is_unchanged(rec)
-    (tmp_path / "extra.npz").write_bytes(b"new")
-    assert not resolve.is_unchanged(rec)  # so does one added beside the factory
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "more.npz").write_bytes(b"new")
+    assert not resolve.is_unchanged(rec)  # so does one added where the factory declares its files
     with pytest.raises(ValueError, match="not found"):
         resolve.model(f"{tmp_path / 'nope.py'}:make")
 

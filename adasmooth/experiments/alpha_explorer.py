@@ -52,10 +52,14 @@ def _grid(p: SimpleNamespace, nb: notebook.Setup, attacks: list[str]) -> list[di
     """The trade-off grid: the one ``p.grid_from`` recorded (checked against these parameters and the models'
     sha256), else computed (:func:`evaluate.tradeoff_curve`)."""
     if p.grid_from:
-        return explorer.recorded_grid(p.grid_from, inputs=nb.inputs, dataset=p.dataset, g=p.g, h=p.h, norm=p.norm,
-                                      eps=p.eps, steps=p.steps, n_eval=p.n_eval, alphas=p.alphas, options=p.options,
-                                      attacks=attacks, seed=p.seed)
+        return explorer.recorded_grid(p.grid_from, inputs=nb.inputs, **grid_params(p))
     g_model, h_model = nb.models
     return evaluate.tradeoff_curve(g_model, h_model, p.alphas, p.options, nb.x, nb.y, eps=p.eps, steps=p.steps,
                                    norm=p.norm, attacks=attacks, batch_size=p.batch_size, seed=p.seed,
                                    use_cache=p.use_attack_cache, progress=p.progress)
+
+
+def grid_params(p: SimpleNamespace) -> dict:
+    """The parameters a recorded grid must have been computed with to stand for notebook 06's ``p``."""
+    return dict(dataset=p.dataset, g=p.g, h=p.h, norm=p.norm, eps=p.eps, steps=p.steps, n_eval=p.n_eval,
+                alphas=p.alphas, options=p.options, attacks=p.attacks or list(evaluate.DEFAULT_ATTACKS), seed=p.seed)
