@@ -9,7 +9,7 @@ PROFILE ?= default
 # fraction of the cached attack answers each notebook recomputes and compares (make reproduce VERIFY=0.02: faster)
 VERIFY ?= 0.1
 
-.PHONY: reproduce reproduce-full reproduce-from-scratch cache-check test setup data browser
+.PHONY: reproduce reproduce-full reproduce-from-scratch cache-check test lab setup data browser
 
 # --force: every notebook runs again (the committed results would otherwise count as current and be skipped)
 reproduce: setup
@@ -26,6 +26,10 @@ cache-check: setup
 # every model trained again into results/$(PROFILE)-retrain/zoo, then compared with the shipped ones
 reproduce-from-scratch: setup
 	$(PY) -m adasmooth reproduce --profile $(PROFILE) --retrain
+
+# JupyterLab on the notebooks with the project's kernel ("Python 3 (adasmooth)"); LAB_ARGS, e.g. --no-browser --port 8899
+lab: setup
+	$(PY) -m jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
 
 test: setup browser
 	$(PY) -m pytest -q

@@ -51,18 +51,24 @@ HEADLINE_MIX = dict(eps=0.1, norm="linf", epochs=1, batch_size=128, c_ce=0.0, c_
 RECIPES: dict[str, LearnedRecipe] = {}
 
 
-def _add(r: LearnedRecipe):
+def register(r: LearnedRecipe) -> LearnedRecipe:
+    """Add a learned mixer's recipe (``zoo.get(r.name)``, ``zoo train`` and notebook 04's ``headline_mixers``
+    then know it); returns it."""
+    if r.name in RECIPES:
+        raise ValueError(f"learned mixer {r.name!r} is already registered")
     RECIPES[r.name] = r
+    return r
 
 
-_add(LearnedRecipe("fmnist-adaptive", "fmnist-standard", "fmnist-linf-at", HEADLINE_MIX,
+
+register(LearnedRecipe("fmnist-adaptive", "fmnist-standard", "fmnist-linf-at", HEADLINE_MIX,
                    description="headline α_θ: supplement-scale training (1 epoch, χ²(20)-step attacks, momentum)"))
-_add(LearnedRecipe("fmnist-adaptive-clamped", "fmnist-standard", "fmnist-linf-at", HEADLINE_MIX, clamp=True,
+register(LearnedRecipe("fmnist-adaptive-clamped", "fmnist-standard", "fmnist-linf-at", HEADLINE_MIX, clamp=True,
                    description="the headline α_θ evaluated in its validation-chosen range (α_min, α_min + 0.15)"))
-_add(LearnedRecipe("fmnist-adaptive-diverse", "fmnist-standard", "fmnist-linf-at",
+register(LearnedRecipe("fmnist-adaptive-diverse", "fmnist-standard", "fmnist-linf-at",
                    dict(HEADLINE_MIX, attack_losses=("ce", "margin", "dlr")),
                    description="lever: training attacks draw CE, margin or DLR per step"))
-_add(LearnedRecipe("fmnist-adaptive-sixteenth", "fmnist-standard", "fmnist-linf-at",
+register(LearnedRecipe("fmnist-adaptive-sixteenth", "fmnist-standard", "fmnist-linf-at",
                    dict(HEADLINE_MIX, train_subset=3456),
                    description="lever: a sixteenth of the epoch (27 steps; the Table SM2 cell c_CE 0, c_prod 0.2)"))
 

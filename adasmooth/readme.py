@@ -1,15 +1,15 @@
 """The README's results, rendered from ``results/<profile>/`` so the two cannot disagree.
 
-README.md holds generated blocks between markers::
+README.md and the pages of ``docs/`` (:data:`PAGES`) hold generated blocks between markers::
 
     <!-- results:NAME:begin -->
     ...
     <!-- results:NAME:end -->
 
 :func:`render` writes every block's text from the results JSON (``NN_*.json``) and ``summary.md`` of a
-results folder (by default ``results/default``); :func:`update` replaces the blocks in README.md (``python -m
+results folder (by default ``results/default``); :func:`update` replaces the blocks in those pages (``python -m
 adasmooth summary --profile default`` does it, and so does ``reproduce --profile default``), and
-``tests/test_readme.py`` checks that README.md's blocks equal :func:`render`'s.  Nothing in a block is
+``tests/test_readme.py`` checks that their blocks equal :func:`render`'s.  Nothing in a block is
 written by hand; every accuracy carries its 95 % Clopper-Pearson interval (:func:`adasmooth.verdicts.accuracy`).
 """
 from __future__ import annotations
@@ -21,7 +21,10 @@ from . import results, verdicts
 
 PROJECT = Path(__file__).resolve().parents[1]
 README = PROJECT / "README.md"
-BLOCKS = ("run", "zoo", "retrain", "tradeoff", "headline", "methods", "certified")
+# where each generated block lives: the verdicts and highlights in the README, the rest in docs/
+PAGES = {"README.md": ("run",), "docs/results.md": ("headline", "methods", "tradeoff", "certified"),
+         "docs/models.md": ("zoo",), "docs/reproducing.md": ("retrain",)}
+BLOCKS = tuple(b for page in PAGES.values() for b in page)
 GENERATED = ("<!-- generated from results/{profile} by `python -m adasmooth summary --profile {profile}` "
              "(adasmooth.readme); do not edit by hand -->")
 TARGET_MAIN_S, TARGET_NOTEBOOKS_S = 30 * 60, 20 * 60  # the issue's targets for `make reproduce` on 2 CPU cores
@@ -361,14 +364,19 @@ def replace(text: str, rendered: dict[str, str]) -> str:
 
 
 def update(readme=None, folder=None, profile: str = "default") -> bool:
-    """Rewrite README.md's generated blocks from the results in ``folder``; True when the file changed."""
+    """Rewrite the generated blocks of ``readme`` (default: README.md and every page of :data:`PAGES`) from the
+    results in ``folder``; True when a file changed."""
     from .checkpoint import atomic_write_bytes
 
-    readme = Path(readme) if readme else README
-    if not readme.exists():
-        return False
-    old = readme.read_text(encoding="utf-8")
-    new = replace(old, render(folder, profile))
-    if new != old:
-        atomic_write_bytes(readme, new.encode("utf-8"))
-    return new != old
+    pages = [Path(readme)] if readme else [PROJECT / p for p in PAGES]
+    rendered, changed = None, False
+    for page in pages:
+        if not page.exists():
+            continue
+        rendered = rendered or render(folder, profile)
+        old = page.read_text(encoding="utf-8")
+        new = replace(old, rendered)
+        if new != old:
+            atomic_write_bytes(page, new.encode("utf-8"))
+            changed = True
+    return changed

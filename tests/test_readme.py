@@ -1,5 +1,6 @@
 """README.md's results come from results/default: its generated blocks equal what adasmooth.readme renders from
 the results JSON and summary.md there (whatever results are present), so the two cannot disagree."""
+import re
 from pathlib import Path
 
 import pytest
@@ -12,15 +13,29 @@ DEFAULT = ROOT / "results" / "default"
 
 @pytest.mark.skipif(not any(DEFAULT.glob("0*.json")), reason="no committed default results")
 def test_readme_results_blocks_equal_the_rendered_default_results():
+    rendered = readme.render(DEFAULT)
+    assert set(rendered) == set(readme.BLOCKS)
+    for page, names in readme.PAGES.items():
+        text = (ROOT / page).read_text(encoding="utf-8")
+        found = readme.blocks(text)
+        assert set(found) == set(names), page  # each block on its page, and only there
+        for name in names:
+            assert text.count(readme.begin(name)) == 1 and text.count(readme.end(name)) == 1, (page, name)
+            assert found[name] == rendered[name], (
+                f"{page}'s results:{name} block disagrees with results/default: run "
+                "`python -m adasmooth summary --profile default`")
+
+
+def test_the_readme_is_read_in_five_minutes_and_its_links_resolve():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    for name in readme.BLOCKS:  # every block is in the README, once
-        assert text.count(readme.begin(name)) == 1 and text.count(readme.end(name)) == 1, name
-    found, rendered = readme.blocks(text), readme.render(DEFAULT)
-    assert set(found) == set(rendered) == set(readme.BLOCKS)
-    for name in readme.BLOCKS:
-        assert found[name] == rendered[name], (
-            f"README.md's results:{name} block disagrees with results/default: run "
-            "`python -m adasmooth summary --profile default`")
+    assert len(text.splitlines()) <= 150
+    links = re.findall(r"\]\(((?:docs/)[^)#]+)", text)
+    assert {"docs/results.md", "docs/own-models.md", "docs/cli.md"} <= set(links)
+    for link in links:
+        assert (ROOT / link).is_file(), link
+    for page in (ROOT / "docs").glob("*.md"):  # every page links back and to pages that exist
+        for target in re.findall(r"\]\(([\w./-]+\.md)", page.read_text(encoding="utf-8")):
+            assert (page.parent / target).resolve().is_file(), (page.name, target)
 
 
 def test_the_results_section_quotes_the_summary_wall_time_and_verdict_counts():
