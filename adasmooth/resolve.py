@@ -48,9 +48,10 @@ def kind(spec: str) -> str:
     if robustbench_zoo.is_spec(spec):
         robustbench_zoo.parse(spec)  # ValueError naming the allowed datasets and threat models
         return "robustbench"
-    if _IMPORT_SPEC.match(spec):
-        return "import"
-    if _FILE_SPEC.match(spec):
+    file_spec = _FILE_SPEC.match(spec)
+    if _IMPORT_SPEC.match(spec) and not (file_spec and Path(file_spec["path"]).is_file()):
+        return "import"  # 'mine.py:make' is the file mine.py where it exists, else module 'mine.py'
+    if file_spec:
         return "file"
     raise ValueError(f"model spec {spec!r} is neither a zoo name ({', '.join(zoo.names())}), "
                      "an import path 'package.module:factory', a file path 'path/to/file.py:factory' nor a "

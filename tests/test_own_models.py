@@ -165,9 +165,12 @@ def test_tapped_reads_named_layers_with_hooks_and_leaves_the_forward_unchanged()
         Tapped(net, taps=("layer1", "fc"))
 
 
-def test_file_factory_pair_without_taps_trains_a_mixing_network_is_calibrated_and_attacked(tmp_path):
+def test_file_factory_pair_without_taps_trains_a_mixing_network_is_calibrated_and_attacked(tmp_path, monkeypatch):
     f = tmp_path / "tiny_pair.py"
+    monkeypatch.chdir(tmp_path)
+    assert resolve.kind("tiny_pair.py:make_g") == "import"  # no such file yet: a module path
     f.write_text(TINY_FACTORY)
+    assert resolve.kind("tiny_pair.py:make_g") == "file"  # the file in the current folder
     torch.manual_seed(0)
     g, rec_g = resolve.model(f"{f}:make_g", device="cpu")
     h, _ = resolve.model(f"{f}:make_h", device="cpu")
@@ -282,5 +285,11 @@ def test_docs_own_models_example_runs_on_small_models(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ns: dict = {}
     exec(compile(blocks[0], "docs/own-models.md", "exec"), ns)
-    assert isinstance(ns["model"], AdaptiveMixedClassifier)
-    assert 0.0 <= ns["robust_acc"] <= ns["clean_acc"] + 1.0 and ns["adv"].shape == ns["x"].shape
+    assert isinstance(ns["model"], AdaptiveMixedClassifier) and isinstance(ns["model"].g, Tapped)
+    assert ns["history"]["steps"] == 4
+    n_val = len(ns["y_val"])  # both mixers at the target clean accuracy (to one validation image)
+    assert abs(ns["shift"].accuracy - ns["target"]) <= 1 / n_val and abs(ns["alpha"].accuracy - ns["target"]) <= 1 / n_val
+    for r in ns["results"].values():
+        assert r["clean"].shape == (20,) and not (r["worst"] & ~r["clean"]).any()  # attacked ⊆ clean
+    assert any(s["attack"].startswith("pgd-ce/full") for s in ns["results"]["alpha_theta"]["steps"])
+    assert set(ns["test"]) >= {"only_a", "only_b", "p_value"}
