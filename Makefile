@@ -39,7 +39,7 @@ setup: $(STAMP) data
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[notebooks,dev,crosscheck]'
+	$(PY) -m pip install -q -e '.[notebooks,dev,crosscheck,robustbench]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (adasmooth)"
 	touch $(STAMP)
 

@@ -1,6 +1,7 @@
 """Datasets as tensors: ``load(name, split) -> (x, y)`` with ``x`` in [0, 1], shape (N, C, H, W).
 
-Resolution order for every dataset: files already under ``root`` (torchvision's layout);
+Resolution order for every dataset: files already under ``root`` (torchvision's layout, :func:`layout`; e.g.
+``<root>/cifar-10-batches-py/`` for CIFAR-10);
 for Fashion-MNIST, the files of Debian's ``dataset-fashion-mnist`` package (copied under
 ``root``); torchvision's download only when the caller passes ``download=True``.  The idx files of
 MNIST and Fashion-MNIST are checked (header and length, :func:`check_files`) before they are read: a corrupt
@@ -70,6 +71,19 @@ def fetch_command(name: str) -> str:
     return f"python -m adasmooth data fetch {name}   (needs internet)"
 
 
+def layout(name: str, root: str | Path) -> str:
+    """Where torchvision's class for ``name`` reads its files under ``root`` (the folder and its files)."""
+    import torchvision.datasets as tvd
+
+    _check_name(name)
+    cls = getattr(tvd, DATASETS[name][0])
+    if hasattr(cls, "base_folder"):  # CIFAR-10/100: the extracted archive's folder
+        files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+        return f"{Path(root).resolve() / cls.base_folder}/ ({', '.join(files)}; from {cls.url}, extracted)"
+    files = [f for f, _ in getattr(cls, "resources", [])]
+    return f"{Path(root).resolve() / cls.__name__ / 'raw'}/ ({', '.join(f.removesuffix('.gz') for f in files)})"
+
+
 def load(name: str, split: str = "test", root: str | Path | None = None, download: bool = False):
     """Return ``(x, y)``: float32 images in [0, 1] of shape (N, C, H, W) and int64 labels.
 
@@ -99,7 +113,8 @@ def load(name: str, split: str = "test", root: str | Path | None = None, downloa
     except RuntimeError:
         if not download:
             raise DataNotFoundError(
-                f"dataset {name!r} ({split}) not found under {root.resolve()}; fetch it with: {fetch_command(name)}"
+                f"dataset {name!r} ({split}) not found under {root.resolve()}; fetch it with: {fetch_command(name)}, "
+                f"or put a copy in torchvision's layout at {layout(name, root)}"
             ) from None
         log.info("downloading %s to %s", name, root)
         ds = cls(str(root), train=(split == "train"), download=True)

@@ -99,9 +99,14 @@ def _model() -> Domain:
             return False
         if k == "file":
             return Path(v.rsplit(":", 1)[0]).is_file()
+        if k == "robustbench":
+            from . import robustbench_zoo
+
+            return robustbench_zoo.DATASETS[robustbench_zoo.parse(v)["dataset"]] == p.get("dataset", "fashion-mnist")
         return k != "zoo" or zoo.recipe(v).dataset == p.get("dataset", "fashion-mnist")
-    return Domain(ok, "a zoo model of the notebook's dataset, 'package.module:factory' or "
-                      "'path/to/file.py:factory' naming an existing file")
+    return Domain(ok, "a zoo model of the notebook's dataset, 'package.module:factory', "
+                      "'path/to/file.py:factory' naming an existing file or "
+                      "'robustbench:<dataset>/<threat>/<name>' of the notebook's dataset")
 
 
 def _keys(allowed: Callable[[], list], what: str) -> Domain:

@@ -164,5 +164,9 @@ def straight_through(net: MixingNetwork):
 
 
 def for_models(g, h, **kwargs) -> MixingNetwork:
-    """A mixing network sized for the taps of classifiers ``g`` and ``h``."""
+    """A mixing network sized for the taps of classifiers ``g`` and ``h`` (a model without ``tap_channels``:
+    those of its default tap layers, :func:`adasmooth.taps.with_taps`)."""
+    from .taps import with_taps
+
+    g, h = with_taps(g), with_taps(h)
     return MixingNetwork(g_taps=g.tap_channels, h_taps=h.tap_channels, **kwargs)

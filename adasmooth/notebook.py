@@ -2,7 +2,8 @@
 
 :func:`setup` checks every parameter against its allowed values (:mod:`adasmooth.domains`: papermill runs
 notebooks by hand too), seeds every generator, picks the device, loads the notebook's models (zoo names,
-``package.module:factory`` or ``path/file.py:factory``, :mod:`adasmooth.resolve`) and its class-balanced
+``package.module:factory``, ``path/file.py:factory`` or ``robustbench:<dataset>/<threat>/<name>``,
+:mod:`adasmooth.resolve`) and its class-balanced
 test images, in that order, so the same seed gives the same models and images in every notebook.
 """
 from __future__ import annotations

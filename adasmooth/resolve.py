@@ -1,8 +1,9 @@
 """Model specs: turning a notebook's model parameter (a string) into a model and a record of the files
 behind it, so that you can bring your own g and h.
 
-A spec is a zoo name, a ``package.module:factory`` path or a ``path/to/file.py:factory`` path.  Holds
-:func:`kind` (which of the three a spec is), :func:`model` (the model and its input record),
+A spec is a zoo name, a ``package.module:factory`` path, a ``path/to/file.py:factory`` path or a RobustBench
+model ``robustbench:<dataset>/<threat>/<name>`` (:mod:`adasmooth.robustbench_zoo`).  Holds
+:func:`kind` (which of the four a spec is), :func:`model` (the model and its input record),
 :func:`is_unchanged` (whether a record's files still hash the same), :func:`absolute_file_spec`,
 :func:`side_files` and :func:`declared_files`.
 
@@ -20,6 +21,7 @@ list of paths or glob patterns relative to the module's folder::
 or, without that list, the weights-like files (``WEIGHT_SUFFIXES``) named after the module (``mine.pt``,
 ``mine.npz`` beside ``mine.py``) and every file under a folder named after it (``mine/``).  Nothing else in the
 folder is hashed (a factory in /tmp does not depend on the kernels' connection files there).
+A RobustBench record holds its ``"dataset"``, ``"threat"`` and ``"name"`` and the sha256 of its weights file(s).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, zoo
+from . import checkpoint, robustbench_zoo, zoo
 from .runtime import get_device
 
 log = logging.getLogger(__name__)
@@ -47,17 +49,23 @@ WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".npz", ".npy
 
 def kind(spec: str) -> str:
     """``"zoo"`` for a zoo name, ``"import"`` for ``package.module:factory``, ``"file"`` for
-    ``path/to/file.py:factory``; ``ValueError`` otherwise."""
+    ``path/to/file.py:factory``, ``"robustbench"`` for ``robustbench:<dataset>/<threat>/<name>``; ``ValueError``
+    otherwise."""
     if not isinstance(spec, str):
         raise ValueError(f"a model spec must be a str (zoo name or 'package.module:factory'), got {spec!r}")
     if spec in zoo.RECIPES:
         return "zoo"
-    if _IMPORT_SPEC.match(spec):
-        return "import"
-    if _FILE_SPEC.match(spec):
+    if robustbench_zoo.is_spec(spec):
+        robustbench_zoo.parse(spec)  # ValueError naming the allowed datasets and threat models
+        return "robustbench"
+    file_spec = _FILE_SPEC.match(spec)
+    if _IMPORT_SPEC.match(spec) and not (file_spec and Path(file_spec["path"]).is_file()):
+        return "import"  # 'mine.py:make' is the file mine.py where it exists, else module 'mine.py'
+    if file_spec:
         return "file"
     raise ValueError(f"model spec {spec!r} is neither a zoo name ({', '.join(zoo.names())}), "
-                     "an import path 'package.module:factory' nor a file path 'path/to/file.py:factory'")
+                     "an import path 'package.module:factory', a file path 'path/to/file.py:factory' nor a "
+                     "RobustBench model 'robustbench:<dataset>/<threat>/<name>'")
 
 
 def absolute_file_spec(spec: str) -> str:
@@ -140,12 +148,16 @@ def side_files(src: str | Path) -> dict[str, str | None]:
 
 
 def model(spec: str, *, zoo_overrides: dict | None = None, zoo_root=None, device=None,
-          train_if_missing: bool = False, progress: bool = False) -> tuple[torch.nn.Module, dict]:
+          train_if_missing: bool = False, progress: bool = False,
+          robustbench_dir=None) -> tuple[torch.nn.Module, dict]:
     """Return ``(model, input_record)`` for ``spec``, the model in eval mode on ``device``.
 
     ``zoo_overrides`` / ``zoo_root`` select a zoo variant and cache (tests use tiny variants);
-    a missing zoo checkpoint is trained only when ``train_if_missing``."""
+    a missing zoo checkpoint is trained only when ``train_if_missing``.  A RobustBench model's weights
+    are read from ``robustbench_dir`` (default :func:`adasmooth.robustbench_zoo.model_dir`), never downloaded."""
     device = get_device(device)
+    if kind(spec) == "robustbench":
+        return robustbench_zoo.load(spec, root=robustbench_dir, device=device)
     if kind(spec) == "zoo":
         m = zoo.get(spec, train_if_missing=train_if_missing, overrides=zoo_overrides or None, root=zoo_root,
                     device=device, progress=progress)
@@ -186,4 +198,6 @@ def is_unchanged(record: dict) -> bool:
             return record.get("files") == side_files(f)
         except ValueError:  # an ADASMOOTH_FILES that is not a literal list: model() names it
             return False
+    if record.get("kind") == "robustbench":
+        return robustbench_zoo.files_unchanged(record)
     return True

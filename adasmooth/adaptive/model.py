@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..mixing import mix_log_probs
 from ..mixing_net import MixingNetwork
+from ..taps import with_taps
 
 THREATS = ("full", "detached")
 
@@ -30,11 +31,13 @@ class AdaptiveMixedClassifier(nn.Module):
 
     g and h run once each (``forward_with_taps``), are frozen and stay in eval mode even after
     ``.train()``.  ``attack_through_alpha=False`` detaches the taps that feed α_θ, so input
-    gradients do not flow through α_θ (α_θ's own parameters still get gradients).
+    gradients do not flow through α_θ (α_θ's own parameters still get gradients).  A model without
+    ``forward_with_taps`` is wrapped in :class:`adasmooth.taps.Tapped` (its default tap layers).
     """
 
     def __init__(self, g: nn.Module, h: nn.Module, net: MixingNetwork, attack_through_alpha: bool = True):
         super().__init__()
+        g, h = with_taps(g), with_taps(h)
         if g.num_classes != h.num_classes:
             raise ValueError(f"g and h must have the same number of classes, got {g.num_classes} "
                              f"and {h.num_classes}")

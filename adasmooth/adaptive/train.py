@@ -19,6 +19,7 @@ from .. import checkpoint
 from ..attacks import loss_name
 from ..mixing_net import MixingNetwork, for_models
 from ..runtime import generator, get_device, progress_bar, seed_everything
+from ..taps import with_taps
 from .attacks import training_attack
 from .loss import composite_loss
 from .model import AdaptiveMixedClassifier
@@ -114,9 +115,11 @@ def train_mixing_network(g: nn.Module, h: nn.Module, x: torch.Tensor, y: torch.T
     initialised from the first batch (then an exponential average with ``bn_momentum``).
     Step k draws its randomness from a generator seeded with (seed, k), so a run resumed from
     ``state_path`` (written atomically every ``save_every`` steps) gives the same weights.
-    ``kwargs`` build a ``MixingConfig`` when ``config`` is None; ``max_steps`` stops early.
+    ``kwargs`` build a ``MixingConfig`` when ``config`` is None; ``max_steps`` stops early.  g and h
+    without ``forward_with_taps`` are read through :class:`adasmooth.taps.Tapped` (default tap layers).
     """
     cfg = _config(config, kwargs, x, y)
+    g, h = with_taps(g), with_taps(h)
     device = get_device(device)
     seed_everything(cfg.seed)
     if net is None:

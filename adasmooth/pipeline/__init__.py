@@ -16,8 +16,8 @@
 4. write ``results/<profile>/summary.md`` with every table, figure and timing.
 
 Parameter types come from the ``# type: ...`` comment of each parameter line (``int``, ``float``, ``str``,
-``bool``, ``list``, ``dict``, ``None``, ``model`` = zoo name, ``package.module:factory`` or
-``path/to/file.py:factory``, ``models`` =
+``bool``, ``list``, ``dict``, ``None``, ``model`` = zoo name, ``package.module:factory``,
+``path/to/file.py:factory`` or ``robustbench:<dataset>/<threat>/<name>``, ``models`` =
 list of those, ``zoo`` = zoo name only; alternatives joined by ``|``), else from the type of the literal default.
 
 The modules, each importing only those above it:

@@ -2,8 +2,8 @@
 validation, fingerprints (is a result current?) and the validated :class:`Plan` of a run.
 
 Parameter types come from the ``# type: ...`` comment of each parameter line (``int``, ``float``, ``str``,
-``bool``, ``list``, ``dict``, ``None``, ``model`` = zoo name, ``package.module:factory`` or
-``path/to/file.py:factory``, ``models`` =
+``bool``, ``list``, ``dict``, ``None``, ``model`` = zoo name, ``package.module:factory``,
+``path/to/file.py:factory`` or ``robustbench:<dataset>/<threat>/<name>``, ``models`` =
 list of those, ``zoo`` = zoo name only; alternatives joined by ``|``), else from the type of the literal default.
 
 :data:`PROJECT` and :func:`discover` are looked up here at call time by every module of the package (one place
@@ -139,7 +139,8 @@ _CHECKS = {
 }
 
 
-_DESCRIBE = {"model": "a zoo name, 'package.module:factory' or 'path/to/file.py:factory'",
+_DESCRIBE = {"model": "a zoo name, 'package.module:factory', 'path/to/file.py:factory' or "
+                      "'robustbench:<dataset>/<threat>/<name>'",
              "models": "a list of model specs",
              "zoo": "a zoo name (python -m adasmooth zoo list)",
              "float": "a number", "list": "a list", "dict": "a dict", "None": "None"}
