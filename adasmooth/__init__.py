@@ -5,6 +5,7 @@ from .mixing import MixedClassifier
 from .runtime import __version__
 from .mixing_net import MixingNetwork
 from .adaptive import AdaptiveMixedClassifier
+from . import learned  # noqa: E402,F401  (registers the learned mixers' names with the zoo)
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -108,7 +108,7 @@ def grid(cells: dict, rows, cols, field: str, percent: bool = True) -> list[list
 
 def grid_table(cells: dict, rows, cols, field: str, *, row_name: str, col_names, percent: bool = True) -> dict:
     """:func:`grid` as a results table: a first column ``row_name`` holding the rows, then ``col_names``."""
-    from .results import table
+    from .tables import table
 
     return table([row_name, *col_names], [[r, *vals] for r, vals in zip(rows, grid(cells, rows, cols, field, percent))])
 
@@ -125,9 +125,9 @@ def heatmap(ax, values, *, xticklabels, yticklabels, label: str, title: str):
 
 def best_metrics(cells: dict, n: int, name: str, range_width: float | None, key=lambda k: k) -> dict:
     """``best_<name>`` (the cell with the best full-threat accuracy on the same ``n`` images, and every cell whose
-    95 % interval overlaps it, best first: ``verdicts.best_options``; each as ``key(k)``) and ``best_pgd_full``;
+    95 % interval overlaps it, best first: ``statistics.best_options``; each as ``key(k)``) and ``best_pgd_full``;
     with ``range_width``, the same with the evaluation range (``range_best_<name>``, ``range_best_pgd_full``)."""
-    from .verdicts import best_options
+    from .statistics import best_options
 
     out = {}
     for prefix, field in [("", "full")] + ([("range_", "range/full")] if range_width else []):
@@ -140,7 +140,7 @@ def best_metrics(cells: dict, n: int, name: str, range_width: float | None, key=
 def attacks_caption(label: str, n: int, eps: float, norm: str) -> str:
     """The caption of a Table SM2/SM3 figure: ``n`` images, the attacks of :func:`evaluate_network` and of
     :func:`constant_baseline` (``label``: "PGD-20 + APGD-T"), intervals not drawn."""
-    from .results import caption
+    from .tables import caption
 
     attacks = (f"{label} through α_θ (CE and margin, full and detached threats), PGD transferred from g and h, "
                "PGD on a softened-Sigmoid surrogate; the constant α: the same PGD, transfers and APGD-T")

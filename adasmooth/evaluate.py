@@ -317,7 +317,7 @@ def plot_tradeoff(rows: list[dict], ax=None, *, y_key: str = "attacked", annotat
     with ``intervals`` and rows that record their number of images ``n``, each point gets 95 %
     Clopper-Pearson error bars on both axes (:func:`adasmooth.verdicts.accuracy`).  Return the matplotlib
     Figure (a new one unless ``ax`` is given)."""
-    from .verdicts import accuracy
+    from .statistics import accuracy
 
     if not rows:
         raise ValueError("rows must hold at least one row")

@@ -24,6 +24,10 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, data, zoo
+from .adaptive import MixingConfig, alpha_min_from_parts, get_mixing_network, mixture_parts
+from .calibration import bisect_to_accuracy
+from .mixing import mix_log_probs
+from .mixing_net import head
 from .runtime import get_device
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,7 @@ def register(r: LearnedRecipe) -> LearnedRecipe:
     if r.name in RECIPES:
         raise ValueError(f"learned mixer {r.name!r} is already registered")
     RECIPES[r.name] = r
+    zoo.provide(r.name, lambda **kw: get(r.name, **kw))
     return r
 
 
@@ -81,8 +86,6 @@ def recipe(name: str) -> LearnedRecipe:
 
 def mixing_config(name: str, mixing_overrides: dict | None = None):
     """The recipe's ``MixingConfig`` (``mixing_overrides``: tiny test variants)."""
-    from .adaptive import MixingConfig
-
     return MixingConfig(**{**recipe(name).mixing, **(mixing_overrides or {})})
 
 
@@ -97,8 +100,6 @@ def head_path(name: str, root=None, base_overrides=None, mixing_overrides=None) 
 def train(name: str, *, root=None, base_overrides=None, mixing_overrides=None, device=None,
           progress: bool = False):
     """Train (or load) the recipe's mixing network and choose its head on the validation split."""
-    from .adaptive import get_mixing_network
-
     r = recipe(name)
     model = get_mixing_network(r.g, r.h, mixing_config(name, mixing_overrides), train_if_missing=True, root=root,
                                base_overrides=base_overrides, device=device, progress=progress)
@@ -112,10 +113,6 @@ def train(name: str, *, root=None, base_overrides=None, mixing_overrides=None, d
 
 def choose_head(model, r: LearnedRecipe, *, device=None) -> dict:
     """Shift and evaluation range of ``model`` from the validation split (see the module docstring)."""
-    from .adaptive import alpha_min_from_parts, mixture_parts
-    from .calibration import bisect_to_accuracy
-    from .mixing import mix_log_probs
-    from .mixing_net import head
 
     device = get_device(device)
     t0 = time.perf_counter()
@@ -149,8 +146,6 @@ def choose_head(model, r: LearnedRecipe, *, device=None) -> dict:
 
 def get(name: str, *, root=None, base_overrides=None, mixing_overrides=None, device=None):
     """The ready-to-evaluate ``AdaptiveMixedClassifier`` of learned mixer ``name`` (head applied)."""
-    from .adaptive import get_mixing_network
-
     r = recipe(name)
     p = head_path(name, root, base_overrides, mixing_overrides)
     if not p.exists():
@@ -175,8 +170,6 @@ def get(name: str, *, root=None, base_overrides=None, mixing_overrides=None, dev
 def training_curves(names, *, root=None, base_overrides=None, mixing_overrides=None) -> dict:
     """``{name: curve}``: the training curve each learned mixer's network recorded
     (``adaptive.training_curve``; None for a network trained before curves were recorded)."""
-    from .adaptive import get_mixing_network
-
     out = {}
     for name in names:
         r = recipe(name)
@@ -192,8 +185,6 @@ def table_network(g: str, h: str, *, eps: float, norm: str, epochs: int, batch_s
                   progress: bool = False):
     """The mixing network of one cell of Tables SM2/SM3 (notebooks 04 and 05): loaded from the zoo cache,
     or trained there when missing and ``train_if_missing``."""
-    from .adaptive import MixingConfig, get_mixing_network
-
     cfg = MixingConfig(eps=eps, norm=norm, epochs=epochs, batch_size=batch_size, c_ce=c_ce, c_bce=c_bce,
                        c_prod=c_prod, train_subset=n_train, steps_df=steps_df, width=width, momentum_max=momentum,
                        seed=seed)

@@ -123,8 +123,8 @@ def _point_doc(position: float, learned_name: str, res: dict, alpha: float, val:
 
 
 def curve_tables(doc: dict) -> dict:
-    """The curves' tables (``results.table`` dicts): per point and method, and the paired tests."""
-    from .results import table
+    """The curves' tables (``tables.table`` dicts): per point and method, and the paired tests."""
+    from .tables import table
 
     def pct(s):
         return f"{100 * s['acc']:.1f} [{100 * s['low']:.1f}, {100 * s['high']:.1f}]"

@@ -223,9 +223,9 @@ def _all_pairs(masks: dict) -> dict:
 
 
 def tables(doc: dict) -> dict:
-    """The comparison's tables (``results.table`` dicts): per point and method (with cost), the paired
+    """The comparison's tables (``tables.table`` dicts): per point and method (with cost), the paired
     tests, and the verdicts."""
-    from .results import table
+    from .tables import table
 
     rows, prow, vrow = [], [], []
     for pt in doc["points"]:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, data, zoo
+from . import checkpoint, data, runtime, zoo
 from .runtime import batches
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "SHIPPED.json"
+MANIFEST = zoo.SHIPPED_MANIFEST
 CHECK_N = 1000  # the first test images on which each shipped model's clean accuracy is recorded
 
 
@@ -29,10 +29,7 @@ def manifest_path(root=None) -> Path:
 
 def manifest(root=None) -> dict:
     """``{file name: {"sha256", "kind", ...}}`` of the shipped files ({} when nothing is shipped)."""
-    p = manifest_path(root)
-    if not p.exists():
-        return {}
-    return json.loads(p.read_text())["files"]
+    return zoo.shipped_files(root)
 
 
 def base_models(root=None) -> list[str]:
@@ -46,10 +43,8 @@ def restore_hint(path: Path) -> str:
 
 
 def _rel(path: Path) -> str:
-    from .pipeline import PROJECT
-
     try:
-        return str(Path(path).resolve().relative_to(PROJECT))
+        return str(Path(path).resolve().relative_to(runtime.project_root()))
     except ValueError:
         return str(path)
 

@@ -1,9 +1,9 @@
 """The model zoo: named recipes, trained on first use and cached as hash-checked checkpoints.
 
 Imports point down: zoo uses train, evaluate (the metrics a checkpoint records), checkpoint, data,
-models, runtime and the distributed primitives; nothing among those imports zoo.  Two lookups stay
-lazy because they read modules built on the zoo: :func:`get` hands learned mixers to
-:mod:`adasmooth.learned`, :func:`discard_corrupt` asks :mod:`adasmooth.shipped` what is shipped.
+models, runtime and the distributed primitives; nothing among those imports zoo, and zoo imports nothing built
+on it: :mod:`adasmooth.learned` registers its learned mixers' names (:func:`provide`) so that :func:`get` serves
+them too, and :func:`discard_corrupt` reads the shipped manifest (:func:`shipped_files`) itself.
 
 ``get(name)`` returns an eval-mode model.  A cached checkpoint is found by the recipe's config
 hash (recipe + overrides), so tiny test variants never collide with the real models.
@@ -166,13 +166,39 @@ def status(name: str, overrides: dict | None = None, root=None) -> str:
     return "ok" if checkpoint.sha256_file(pt) == meta.get("sha256") else "corrupt"
 
 
+# names that a module built on the zoo serves through :func:`get` (adasmooth.learned registers its learned mixers):
+# name -> loader(root=, base_overrides=, device=)
+PROVIDERS: dict = {}
+
+
+def provide(name: str, loader) -> None:
+    """Let :func:`get` return ``loader(root=, base_overrides=, device=)`` for ``name`` (a learned mixer)."""
+    if name in RECIPES:
+        raise ValueError(f"{name!r} is already a zoo recipe")
+    PROVIDERS[name] = loader
+
+
+SHIPPED_MANIFEST = "SHIPPED.json"  # the shipped checkpoints' manifest in the zoo folder (adasmooth.shipped writes it)
+
+
+def shipped_files(root=None) -> dict:
+    """``{file name: {"sha256", "kind", ...}}`` of the shipped files in the zoo folder ({} when nothing is shipped)."""
+    p = cache_dir(root) / SHIPPED_MANIFEST
+    return json.loads(p.read_text())["files"] if p.exists() else {}
+
+
+def _project_relative(path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(runtime.project_root()))
+    except ValueError:
+        return str(path)
+
+
 def discard_corrupt(names, *, overrides: dict | None = None, root=None, force: bool = False) -> list[str]:
     """Delete the corrupt or partial cached checkpoints of ``names`` (so that they are retrained) and return
     those names.  A shipped one (``data/zoo/SHIPPED.json``) is kept and raises ``CheckpointError`` with how
     to restore it, unless ``force``."""
-    from . import shipped
-
-    ship = shipped.manifest(root)
+    ship = shipped_files(root)
     out = []
     for n in dict.fromkeys(names):
         st = status(n, overrides, root)
@@ -181,8 +207,8 @@ def discard_corrupt(names, *, overrides: dict | None = None, root=None, force: b
         pt = checkpoint.path_for(stem(n, overrides, root), ".pt")
         if pt.name in ship and not force:
             raise checkpoint.CheckpointError(
-                f"shipped checkpoint {shipped._rel(pt)} of zoo model {n!r} is {st} (fails its sha256 check); restore "
-                f"it with: git checkout -- {shipped._rel(pt)}   "
+                f"shipped checkpoint {_project_relative(pt)} of zoo model {n!r} is {st} (fails its sha256 check); "
+                f"restore it with: git checkout -- {_project_relative(pt)}   "
                 f"(or retrain it: python -m adasmooth zoo train {n} --force)")
         log.warning("zoo model %s: cached checkpoint %s is %s (fails its sha256 check): deleting it to retrain it",
                     n, pt, st)
@@ -203,17 +229,15 @@ def get(name: str, *, train_if_missing: bool = True, overrides: dict | None = No
         device=None, progress: bool = False) -> models.Classifier:
     """Return the eval-mode model ``name`` on ``device``, training and caching it on first use.
 
-    A learned mixer's name (``learned.RECIPES``, e.g. ``fmnist-adaptive``) returns its
+    A learned mixer's name (``learned.RECIPES``, e.g. ``fmnist-adaptive``, registered by :func:`provide`) returns its
     ``AdaptiveMixedClassifier`` (never trained here: ``python -m adasmooth zoo train NAME``).
 
     A corrupt or partial checkpoint raises ``CheckpointError`` (it is never used nor silently
     replaced); a missing one raises ``CheckpointError`` unless ``train_if_missing``.
     """
     device = get_device(device)
-    from . import learned
-
-    if name in learned.RECIPES:  # a learned mixer: its mixing network and validation-chosen head
-        return learned.get(name, root=root, base_overrides=overrides, device=device)
+    if name in PROVIDERS:  # a learned mixer: its mixing network and validation-chosen head
+        return PROVIDERS[name](root=root, base_overrides=overrides, device=device)
     s = stem(name, overrides, root)
     if not checkpoint.path_for(s, ".json").exists():
         if not train_if_missing:

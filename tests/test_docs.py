@@ -26,12 +26,13 @@ def test_the_readme_example_mixes_attacks_and_certifies(capsys, one_thread):
 
 
 def test_the_extending_examples_register_a_constant_and_a_learned_mixer(capsys, monkeypatch):
-    from adasmooth import learned, mixing
+    from adasmooth import learned, mixing, zoo
 
     monkeypatch.setattr(mixing, "MIXERS", dict(mixing.MIXERS))
     monkeypatch.setattr(mixing, "OPTIONS", dict(mixing.OPTIONS))
     monkeypatch.setattr(mixing, "LABELS", dict(mixing.LABELS))
     monkeypatch.setattr(learned, "RECIPES", dict(learned.RECIPES))
+    monkeypatch.setattr(zoo, "PROVIDERS", dict(zoo.PROVIDERS))
     constant, learned_block = python_blocks("docs/extending.md")
     exec(compile(constant, "docs/extending.md", "exec"), {})  # noqa: S102
     assert mixing.get("my_mixer").space == "logit" and "my_mixer" in mixing.OPTIONS

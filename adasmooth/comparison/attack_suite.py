@@ -80,7 +80,7 @@ class Budget:
 
     def caption(self, n: int) -> str:
         """The caption line of a figure attacked with this budget's full set on ``n`` images."""
-        from ..results import caption
+        from ..tables import caption
 
         full_set = (f"the full attack set (comparison.attack_set), Square ({self.square_queries} queries) on "
                     f"{self.square_n} of the images")

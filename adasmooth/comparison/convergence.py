@@ -159,8 +159,8 @@ def run(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at", learned_names=
 
 
 def ladder_tables(doc: dict) -> dict:
-    """The ladder as ``results.table`` dicts: attacked accuracy per method and budget, and the paired tests."""
-    from ..results import table
+    """The ladder as ``tables.table`` dicts: attacked accuracy per method and budget, and the paired tests."""
+    from ..tables import table
     from .head_to_head import pct
 
     steps = doc["steps"]

@@ -104,8 +104,8 @@ def pct(s: dict) -> str:
 
 
 def headline_tables(doc: dict) -> dict:
-    """The headline's tables (``results.table`` dicts): per method, and the paired tests."""
-    from ..results import table
+    """The headline's tables (``tables.table`` dicts): per method, and the paired tests."""
+    from ..tables import table
 
     rows = []
     for name, m in doc["methods"].items():

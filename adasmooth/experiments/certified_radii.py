@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .. import certify, notebook, results
-from . import Experiment, Figure, new
+from .base import Experiment, Figure, new
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from .. import ablation, comparison, learned, matched, notebook, results
-from . import Figure, new, one_axes
+from .base import Figure, new, one_axes
 
 log = logging.getLogger(__name__)
 

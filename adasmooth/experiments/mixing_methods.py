@@ -6,7 +6,7 @@ import logging
 from types import SimpleNamespace
 
 from .. import comparison, learned, methods, notebook, results
-from . import Experiment, Figure, new, one_axes
+from .base import Experiment, Figure, new, one_axes
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import logging
 from types import SimpleNamespace
 
 from .. import evaluate, notebook, results
-from . import Experiment, Figure, new
+from .base import Experiment, Figure, new
 
 log = logging.getLogger(__name__)
 

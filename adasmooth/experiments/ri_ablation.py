@@ -7,7 +7,7 @@ import logging
 from types import SimpleNamespace
 
 from .. import curves, evaluate, notebook, resolve, results
-from . import Experiment, Figure, new
+from .base import Experiment, Figure, new
 
 log = logging.getLogger(__name__)
 

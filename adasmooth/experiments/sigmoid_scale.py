@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from .. import ablation, notebook
-from . import Figure, new
+from .base import Figure, new
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import logging
 from types import SimpleNamespace
 
 from .. import certify, notebook, results, theory
-from . import Experiment, Figure, new
+from .base import Experiment, Figure, new
 
 log = logging.getLogger(__name__)
 

@@ -66,7 +66,7 @@ def has_claims(names) -> bool:
 
 
 def table(verdict_rows: list[dict]) -> dict:
-    """The verdict rows as a :func:`adasmooth.results.table` (columns :data:`COLUMNS`)."""
+    """The verdict rows as a :func:`adasmooth.tables.table` (columns :data:`COLUMNS`)."""
     from ..results import table as make
 
     return make(COLUMNS, [[r["claim"], r["paper"], r["ours"], r["verdict"], r["source"]] for r in verdict_rows])

@@ -130,7 +130,7 @@ def certified_radii(doc: dict | None) -> list[dict]:
 def sm1_table(doc: dict | None) -> dict | None:
     """Fig. SM1 read off the recorded curves, one row per bound: the crossing radius, each curve's largest
     certified radius and both accuracies (95 % CI) at the crossing.  None when the curves are not recorded
-    densely (:func:`sm1_curves`).  A :func:`adasmooth.results.table` result."""
+    densely (:func:`sm1_curves`).  A :func:`adasmooth.tables.table` result."""
     from ..results import table
 
     info = sm1_curves(doc)
