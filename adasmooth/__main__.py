@@ -321,6 +321,9 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except PermissionError as e:  # a folder or file this user cannot write: one line naming it
+        print(f"error: cannot write {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ The modules, each importing only those above it:
 - :mod:`.scheduler`: notebooks one after the other or side by side in worker processes with the zoo training
   (:func:`schedule`);
 - :mod:`.summary`: ``summary.md`` (:func:`write_summary`, :func:`rewrite_summary`) and the README hook;
+- :mod:`.runlock`: one run at a time per results folder (a second one stops at once, naming the first's pid);
+- :mod:`.interrupt`: SIGTERM handled like Ctrl-C (kernels stopped, staging removed, last good results kept);
 - :mod:`.reproduce`: :func:`run` (plan, zoo, notebooks, summary) and :func:`prepare_zoo`;
 - :mod:`.cli`: ``reproduce -p NAME=VALUE`` (:func:`parse_param`) and :func:`main`.
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 
 from .. import resolve
+from . import interrupt
 from .reproduce import run
 
 
@@ -31,11 +33,20 @@ def parse_param(text: str) -> tuple[str, object]:
 
 
 def main(args) -> int:
-    """Entry point of ``python -m adasmooth reproduce``; returns the exit status (1 when a notebook failed)."""
+    """Entry point of ``python -m adasmooth reproduce``; returns the exit status (1 when a notebook failed;
+    130 after Ctrl-C and 143 after SIGTERM, which stop the run alike: :mod:`.interrupt`)."""
     extra = dict(parse_param(t) for t in getattr(args, "param", None) or [])
-    outcomes = run(args.profile, only=args.only, force=args.force, device=args.device, progress=args.progress,
-                   jobs=args.jobs, retrain=getattr(args, "retrain", False), params=extra,
-                   verify_fraction=getattr(args, "verify_fraction", 0.1), verify_seed=getattr(args, "verify_seed", 0))
+    try:
+        with interrupt.sigterm_raises():
+            outcomes = run(args.profile, only=args.only, force=args.force, device=args.device, progress=args.progress,
+                           jobs=args.jobs, retrain=getattr(args, "retrain", False), params=extra,
+                           verify_fraction=getattr(args, "verify_fraction", 0.1),
+                           verify_seed=getattr(args, "verify_seed", 0))
+    except KeyboardInterrupt as e:
+        name = interrupt.signal_name(e)
+        print(f"reproduce stopped by {name}: the running notebooks were stopped (kernels shut down, staging folders "
+              "removed) and keep their last good results; summary.md was not rewritten", file=sys.stderr, flush=True)
+        return interrupt.EXIT_STATUS[name]
     failed = [o.name + (f" (showing the result of {o.kept})" if o.kept else "") for o in outcomes
               if o.status == "failed"]
     out = outcomes[0].results.parent if outcomes else ""

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .. import profiles, resolve, results, zoo
 from . import params as _params
-from .execute import Outcome
+from . import runlock
+from .execute import Outcome, _kept_result
 from .progress import Heartbeat
 from .params import Plan, fingerprint, is_current, model_specs, plan, select
 from .scheduler import _notebook_jobs, _run_serial, _run_side_by_side, _trained_seconds
@@ -62,8 +63,12 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
     """Validate (:func:`plan`), train missing zoo models, run the selected notebooks and write the
     summary; return the selected notebooks' outcomes (in notebook order).  On a CPU ``jobs`` notebooks
     (default: one per core) run side by side, each kernel with cores // jobs threads.  The summary also
-    lists the notebooks left out by ``only`` whose results are current (``--only 02`` does not drop
-    the others from ``summary.md``).
+    lists the notebooks left out by ``only`` that have a recorded result, current or not (``--only 02``
+    rewrites 02's section and keeps the others' and the verdict table); the wall time it quotes for the
+    main job comes only from a whole run (every notebook ran and completed).
+
+    One run at a time per results folder (:mod:`.runlock`): a second one stops at once naming the first's
+    pid; a results or figures folder that cannot be written is one ``RuntimeError`` line naming it.
 
     Shipped checkpoints (``shipped``) are verified first and never trained: a missing or modified one
     stops the run with how to restore it.  With ``retrain`` every model is trained into a fresh cache
@@ -73,7 +78,7 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
     Every kernel recomputes a seeded ``verify_fraction`` of the cached attack answers it reads (at least the
     first) and fails on one that its recomputation contradicts (:mod:`adasmooth.attack_cache`); a line at
     each notebook's start and end and every 30 s shows the progress (:mod:`.progress`)."""
-    from .. import attack_cache, shipped
+    from .. import shipped
 
     prof = profiles.get(profile) if isinstance(profile, str) else profile
     if retrain:
@@ -87,6 +92,26 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
     jobs = _notebook_jobs(jobs, device, len(todo))  # checked before any training
     if not retrain:
         shipped.check(every.zoo_root)  # a missing or modified shipped file: RuntimeError with the fix
+    if not 0 <= verify_fraction <= 1:
+        raise ValueError(f"verify_fraction must lie in [0, 1], got {verify_fraction}")
+    for folder, what in ((every.out_root, "results folder"), (every.fig_dir, "figures folder")):
+        runlock.writable(folder, what)
+    with runlock.hold(every.out_root, _command(every, chosen, retrain)):
+        return _run_held(every, todo, chosen, jobs=jobs, force=force, device=device, progress=progress,
+                         retrain=retrain, verify_fraction=verify_fraction, verify_seed=verify_seed)
+
+
+def _command(every: Plan, chosen: set, retrain: bool) -> str:
+    """This run as a command line, for the message a second run into the same folder gets."""
+    only = "" if len(chosen) == len(every.notebooks) else " --only " + ",".join(sorted(chosen))
+    return f"reproduce --profile {every.profile.name}{only}" + (" --retrain" if retrain else "")
+
+
+def _run_held(every: Plan, todo: list, chosen: set, *, jobs: int, force: bool, device, progress, retrain: bool,
+              verify_fraction: float, verify_seed: int) -> list[Outcome]:
+    """:func:`run` once the folders are checked and the results folder's lock is held."""
+    from .. import attack_cache, shipped
+
     t0 = time.perf_counter()
     specs = [s for src, params in todo for s in model_specs(src, params)]
     if retrain and set(specs) & set(shipped.base_models()):  # the shipped zoo: every base model, used or not
@@ -95,8 +120,6 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
     # retraining trains the mixing networks inside notebooks 04/05/07 (hours on a CPU): no cell limit then
     timeout = None if retrain else every.profile.execution_timeout
     kw = dict(force=force, timeout=timeout, progress=progress, profile=every.profile.name)
-    if not 0 <= verify_fraction <= 1:
-        raise ValueError(f"verify_fraction must lie in [0, 1], got {verify_fraction}")
     env = {attack_cache.VERIFY_FRACTION_ENV: str(verify_fraction), attack_cache.VERIFY_SEED_ENV: str(verify_seed)}
     with _environment(env), Heartbeat():
         done, zoo_rows = _train_and_run(every, todo, specs, kw, jobs=jobs, device=device, progress=progress,
@@ -105,12 +128,21 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
     ship = shipped.manifest(every.zoo_root)
     _name_model_sources(zoo_rows, ship)
     wall = time.perf_counter() - t0
-    write_summary(every.out_root / "summary.md", every.profile, listed, zoo_rows, wall, shipped_files=ship)
+    write_summary(every.out_root / "summary.md", every.profile, listed, zoo_rows, wall, shipped_files=ship,
+                  partial=_partial(every, outcomes))
     if retrain:
         shipped.write_comparison(every.out_root / "retrain_comparison.md", retrained_root=every.zoo_root,
                                  note=_retrain_note(every, wall, jobs, outcomes, zoo_rows))
     update_readme(every.profile.name, every.out_root)
     return outcomes
+
+
+def _partial(every: Plan, outcomes: list[Outcome]) -> str:
+    """Why this run's wall time is not the main job's ("" for a whole run: every notebook ran and completed)."""
+    if len(outcomes) < len(every.notebooks):
+        return "only " + ", ".join(o.name for o in outcomes)
+    why = [f"{o.name} {o.status}" for o in outcomes if o.status != "ran"]
+    return ", ".join(why)
 
 
 @contextlib.contextmanager
@@ -165,19 +197,21 @@ def _train_and_run(every: Plan, todo: list, specs: list[str], kw: dict, *, jobs:
 
 
 def _listed(every: Plan, chosen: set, done: dict) -> tuple[list[Outcome], list[Outcome]]:
-    """The selected notebooks' outcomes, and those plus the current results of the notebooks left out by
-    ``only`` (the notebooks the summary lists), both in notebook order."""
+    """The selected notebooks' outcomes, and those plus the recorded results of the notebooks left out by
+    ``only`` ("current", or "recorded" when no longer current: the summary keeps their sections), both in
+    notebook order."""
     outcomes, listed = [], []
     for src, params in every.notebooks:
-        executed = every.out_root / src.name
-        if src.stem not in chosen:
-            res = results.path(params["out_dir"], src.stem)
-            if is_current(res, fingerprint(src, params)):
-                doc = results.read(res)
-                listed.append(Outcome(src.stem, "current", doc["pipeline"]["seconds"], executed, res, doc=doc))
+        if src.stem in chosen:
+            outcomes.append(done[src.stem])
+            listed.append(done[src.stem])
             continue
-        outcomes.append(done[src.stem])
-        listed.append(done[src.stem])
+        res = results.path(params["out_dir"], src.stem)
+        doc, _ = _kept_result(res)
+        if doc:
+            status = "current" if is_current(res, fingerprint(src, params)) else "recorded"
+            listed.append(Outcome(src.stem, status, float(doc["pipeline"].get("seconds") or 0.0),
+                                  every.out_root / src.name, res, doc=doc))
     return outcomes, listed
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import results, runtime, zoo
 from ..runtime import get_device
+from . import interrupt
 from . import params as _params
 from .execute import Outcome, run_notebook
 
@@ -162,8 +163,12 @@ def _run_side_by_side(todo: list, kw: dict, *, jobs: int, zoo_todo: list[str], z
         elif outcome[0] == "ok":
             _report(outcome[1])
 
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        res = schedule(tasks, needs, est, jobs, pool, on_done)
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=interrupt.in_worker) as pool:
+        try:
+            res = schedule(tasks, needs, est, jobs, pool, on_done)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the workers stop their notebooks and clean up
+            interrupt.stop_workers(e, pool)
+            raise
     out, trained = _side_by_side_outcomes(res, todo, overrides=overrides, root=root)
     return out, trained, max(zoo_done.values()) if zoo_done else None
 
@@ -175,11 +180,11 @@ def _side_by_side_tasks(todo: list, kw: dict, *, zoo_todo: list[str], zoo_needs:
     prof = kw.get("profile", "")
     tasks, needs, est = {}, {}, {}
     for name in zoo_todo:
-        tasks[("zoo", name)] = (zoo.train_in_worker, (name, overrides or None, root, threads))
+        tasks[("zoo", name)] = (interrupt.task, (zoo.train_in_worker, name, overrides or None, root, threads))
         est[("zoo", name)] = zoo_estimate(name)
     for src, params, executed in todo:
         key = ("notebook", src.stem)
-        tasks[key] = (_notebook_worker, (src, params, executed, kw, threads))
+        tasks[key] = (interrupt.task, (_notebook_worker, src, params, executed, kw, threads))
         needs[key] = {("zoo", n) for n in zoo_needs.get(src.stem, ()) if n in zoo_todo}
         est[key] = _last_seconds(src, params, prof)
     return tasks, needs, est

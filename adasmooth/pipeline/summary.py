@@ -16,14 +16,24 @@ log = logging.getLogger(__name__)
 
 
 def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: list[Outcome], zoo_rows: list[dict],
-                  total_seconds: float, shipped_files: dict | None = None) -> Path:
-    """``summary.md``: timings, then each notebook's tables and figures (links relative to ``path``)."""
+                  total_seconds: float, shipped_files: dict | None = None, partial: str = "") -> Path:
+    """``summary.md``: timings, then each notebook's tables and figures (links relative to ``path``).
+
+    ``partial`` (e.g. "only 02_ri_ablation", "03_certified failed") says why this run is not a whole run: its
+    ``total_seconds`` is then quoted as this run's, and the main job's wall time is kept from ``path``'s
+    previous version (the README quotes it, :func:`_last_run`)."""
     path = Path(path)
     here = path.parent.resolve()
+    if partial:
+        last = _last_run(path.read_text(encoding="utf-8") if path.exists() else "")["wall"]
+        wall_text = (f"Wall time of the last whole run: {last:.0f} s" if last is not None else "No whole run recorded") \
+            + f" (this run, {partial}: {total_seconds:.0f} s, not a whole run)"
+    else:
+        wall_text = f"Wall time of this run: {total_seconds:.0f} s"
     # a failed notebook shows its last good result (a worker that died never reached run_notebook's bookkeeping)
     shown = {id(o): (o.doc, o.kept) if o.status != "failed" or o.doc else _kept_result(Path(o.results))
              for o in outcomes}
-    lines = _head_lines(prof, outcomes, shown, total_seconds)
+    lines = _head_lines(prof, outcomes, shown, wall_text)
     lines += _timing_lines(outcomes, shown, here)
     lines += _zoo_lines(zoo_rows, shipped_files)
     for o in outcomes:
@@ -33,8 +43,9 @@ def write_summary(path: str | os.PathLike, prof: profiles.Profile, outcomes: lis
     return path
 
 
-def _head_lines(prof: profiles.Profile, outcomes: list[Outcome], shown: dict, total_seconds: float) -> list[str]:
-    """The summary's title, the profile's description, the verdict table and the environment line."""
+def _head_lines(prof: profiles.Profile, outcomes: list[Outcome], shown: dict, wall_text: str) -> list[str]:
+    """The summary's title, the profile's description, the verdict table and the environment line (with
+    ``wall_text``)."""
     import platform
 
     import torch
@@ -44,7 +55,7 @@ def _head_lines(prof: profiles.Profile, outcomes: list[Outcome], shown: dict, to
             *_verdict_lines({o.name: shown[id(o)][0] for o in outcomes}),
             f"torch {torch.__version__}, Python {platform.python_version()}, "
             f"{torch.get_num_threads()} CPU threads, CUDA {'available' if torch.cuda.is_available() else 'not available'}."
-            f" Wall time of this run: {total_seconds:.0f} s; the notebooks' own times (as last run) add up to "
+            f" {wall_text}; the notebooks' own times (as last run) add up to "
             f"{sum(o.seconds for o in outcomes):.0f} s.", "",
             *cache_lines({o.name: shown[id(o)][0] for o in outcomes})]
 
@@ -157,12 +168,12 @@ def _derived_tables(name: str, doc: dict) -> list[dict]:
 
 def _last_run(text: str) -> dict:
     """What a previous ``summary.md`` says of its run: the environment line, each notebook's status, the zoo rows
-    and the wall time (for :func:`rewrite_summary`)."""
+    and the wall time of the last whole run (for :func:`rewrite_summary` and the README)."""
     import re
 
     lines = text.splitlines()
     env = next((ln for ln in lines if ln.startswith("torch ")), None)
-    wall = re.search(r"Wall time of this run: ([0-9.]+) s", env or "")
+    wall = re.search(r"Wall time of (?:this|the last whole) run: ([0-9.]+) s", env or "")
 
     def rows_after(marker: str) -> list[list[str]]:
         i = next((j for j, ln in enumerate(lines) if ln.startswith(marker)), None)
