@@ -60,9 +60,34 @@ def _names(keys) -> str:
     return ", ".join(map(str, keys))
 
 
-def _run_block(folder: Path, docs: dict, profile: str) -> list[str]:
-    from .pipeline import _last_run
+def _last_run(text: str) -> dict:
+    """What a previous ``summary.md`` says of its run: the environment line, each notebook's status, the zoo rows
+    and the wall time of the last whole run (for :func:`adasmooth.pipeline.rewrite_summary` and the README)."""
 
+    lines = text.splitlines()
+    env = next((ln for ln in lines if ln.startswith("torch ")), None)
+    wall = re.search(r"Wall time of (?:this|the last whole) run: ([0-9.]+) s", env or "")
+
+    def rows_after(marker: str) -> list[list[str]]:
+        i = next((j for j, ln in enumerate(lines) if ln.startswith(marker)), None)
+        if i is None:
+            return []
+        i = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("|")), len(lines))
+        out = []
+        for ln in lines[i + 2:]:  # skip the header and the |---| line
+            if not ln.startswith("|"):
+                break
+            out.append([c.strip() for c in ln.strip().strip("|").split("|")])
+        return out
+
+    status = {r[0]: r[1] for r in rows_after("## Timing") if len(r) >= 2}
+    zoo_rows = [{"model": r[0], "status": r[1], "seconds": float(r[2])} for r in rows_after("Zoo models used")
+                if len(r) == 3]
+    return {"env": env, "wall": float(wall.group(1)) if wall else None, "status": status, "zoo_rows": zoo_rows,
+            "shipped": "Shipped checkpoints verified" in text}
+
+
+def _run_block(folder: Path, docs: dict, profile: str) -> list[str]:
     summary = folder / "summary.md"
     last = _last_run(summary.read_text(encoding="utf-8") if summary.exists() else "")
     times = sorted(((d.get("pipeline") or {}).get("seconds"), stem[:2]) for stem, d in docs.items()

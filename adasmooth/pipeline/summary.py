@@ -7,7 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from .. import checkpoint, profiles, results
+from .. import checkpoint, profiles, readme, results
+from ..readme import _last_run  # noqa: F401  (re-exported by adasmooth.pipeline)
 from ..results import _cell, markdown_table
 from . import params as _params
 from .execute import Outcome, _failure_line, _kept_result
@@ -166,34 +167,6 @@ def _derived_tables(name: str, doc: dict) -> list[dict]:
     return [{"title": verdicts.SM1_TABLE_TITLE, **tab}] if tab else []
 
 
-def _last_run(text: str) -> dict:
-    """What a previous ``summary.md`` says of its run: the environment line, each notebook's status, the zoo rows
-    and the wall time of the last whole run (for :func:`rewrite_summary` and the README)."""
-    import re
-
-    lines = text.splitlines()
-    env = next((ln for ln in lines if ln.startswith("torch ")), None)
-    wall = re.search(r"Wall time of (?:this|the last whole) run: ([0-9.]+) s", env or "")
-
-    def rows_after(marker: str) -> list[list[str]]:
-        i = next((j for j, ln in enumerate(lines) if ln.startswith(marker)), None)
-        if i is None:
-            return []
-        i = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("|")), len(lines))
-        out = []
-        for ln in lines[i + 2:]:  # skip the header and the |---| line
-            if not ln.startswith("|"):
-                break
-            out.append([c.strip() for c in ln.strip().strip("|").split("|")])
-        return out
-
-    status = {r[0]: r[1] for r in rows_after("## Timing") if len(r) >= 2}
-    zoo_rows = [{"model": r[0], "status": r[1], "seconds": float(r[2])} for r in rows_after("Zoo models used")
-                if len(r) == 3]
-    return {"env": env, "wall": float(wall.group(1)) if wall else None, "status": status, "zoo_rows": zoo_rows,
-            "shipped": "Shipped checkpoints verified" in text}
-
-
 def rewrite_summary(profile: str | profiles.Profile, *, out_root=None, nb_dir=None, zoo_root=None) -> Path:
     """Rewrite ``results/<profile>/summary.md`` from the results JSON already there, running no notebook and
     training nothing (seconds: it only reads JSON).  The notebooks listed are those with a recorded result;
@@ -229,8 +202,6 @@ def update_readme(profile: str, out_root) -> bool:
     """Rewrite README.md's generated results blocks (:mod:`adasmooth.readme`) when ``out_root`` is the project's
     ``results/default`` (the results the README quotes); True when README.md changed.  An error here leaves the
     README as it was (``tests/test_readme.py`` then says it disagrees), never a run unfinished."""
-    from .. import readme
-
     if profile != "default" or Path(out_root).resolve() != (_params.PROJECT / "results" / "default").resolve():
         return False
     try:
