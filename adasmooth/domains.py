@@ -240,6 +240,7 @@ def _lazy() -> tuple[dict, dict]:
         },
         "07_mixing_methods": {
             "learned_mixer": Domain(lambda v, p: v in _learned_names(), "a learned mixer name (or None)"),
+            "ladder_shards": Domain(lambda v, p: _int(v) and 1 <= v <= p.get("n_eval", v), "an int in [1, n_eval]"),
             "curve_positions": each(PROB),
             "square_n": Domain(lambda v, p: multiple_of_classes(zero=True).ok(v, p) and v <= p.get("n_eval", v),
                                "0 or a positive multiple of the class count {k}, at most n_eval"),

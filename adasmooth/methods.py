@@ -61,15 +61,17 @@ def compare(*, learned_name: str | None = "fmnist-adaptive", g: str = "fmnist-st
             nuts_grid: dict | None = None, nuts_k: int | None = None, nuts_n_fit: int = 1000,
             nuts_fit_steps: int = 20, nuts_smooth: float = 1.0, endpoints: bool = False, root=None,
             base_overrides=None, mixing_overrides=None, use_cache: bool = True, cache_fit: bool = True,
-            device=None, progress: bool = False) -> dict:
+            ladder_steps=(), ladder_shards: int = 2, device=None, progress: bool = False) -> dict:
     """Constant α, the learned α_θ (``learned_name``; None: left out) and MixedNUTS at matched clean
     validation accuracies (module docstring), attacked with the same attack set on the same ``n_test``
     class-balanced test images.  Returns a JSON-ready dict: ``images_sha256`` (the test images, shared by every
     method), the NUTS fit, and per position the validation target, each method's knob, clean and attacked
     accuracy with 95 % intervals, per-attack cumulative accuracies and seconds, Square on its subset,
     McNemar's test per pair, a :func:`point_verdict`, and each method's cost (setup seconds, base-model
-    forward passes per prediction, attack seconds).  With ``endpoints``, g and h alone under the constant-α
-    attacks.  ``use_cache``: the per-image attack cache (:func:`comparison.evaluate`); ``cache_fit``: the NUTS
+    forward passes per prediction, attack seconds).  With ``ladder_steps`` (e.g. 20, 50, 100, 200), each method
+    then climbs the attack-budget ladder (:func:`comparison.convergence.ladder`, the strong family, cumulative
+    per image) and ``point["converged"]`` holds every rung, the convergence reading, McNemar on the final masks
+    and the verdict there.  With ``endpoints``, g and h alone under the constant-α attacks.  ``use_cache``: the per-image attack cache (:func:`comparison.evaluate`); ``cache_fit``: the NUTS
     fit's JSON in the zoo folder ``root``."""
     from . import data, zoo
     from .runtime import get_device
@@ -109,6 +111,9 @@ def compare(*, learned_name: str | None = "fmnist-adaptive", g: str = "fmnist-st
             point["methods"][name] = _method_doc(res, knob, costs[name])
         point["paired"] = _all_pairs(masks)
         point["verdict"] = point_verdict(point)
+        if ladder_steps:
+            point["converged"] = _converged(models, masks, x, y, budget, ladder_steps, ladder_shards, use_cache,
+                                            progress)
         out["points"].append(point)
     if endpoints:
         for label, alpha in (("g", 0.0), ("h", 1.0)):
@@ -199,6 +204,30 @@ def _nuts_method(gm, hm, params: dict, fit: dict, xv, yv, target: float, smooth:
     return method, cost
 
 
+def _converged(models: dict, masks: dict, x, y, budget: Budget, steps, shards: int, use_cache: bool,
+               progress: bool) -> dict:
+    """Every method at one point on the attack-budget ladder, from its base-set worst case: per method the rungs
+    and the convergence reading (:func:`comparison.convergence.reading`), McNemar of every pair on the final
+    masks, and :func:`point_verdict` there."""
+    from .comparison.convergence import _with_interval, ladder, reading
+    from .statistics import summary
+
+    out, finals = {"steps": list(steps), "shards": shards, "n": len(y), "methods": {}}, {}
+    for name, (model, ident, _) in models.items():
+        lad = ladder(model, x, y, budget, identity=ident, survivors=masks[name]["worst"], steps=steps, shards=shards,
+                     use_cache=use_cache, progress=progress)
+        base = summary(masks[name]["worst"].cpu())
+        finals[name] = {"worst": lad["worst"], "clean": masks[name]["clean"].cpu()}
+        out["methods"][name] = {"clean": summary(masks[name]["clean"].cpu()), "base": base,
+                                "rungs": [_with_interval(r, len(y)) for r in lad["rungs"]],
+                                "attacked": summary(lad["worst"]), "reading": reading(base["acc"], lad["rungs"])}
+    names = list(finals)
+    out["paired"] = {f"{a} vs {b}": {"attacked": mcnemar(finals[a]["worst"], finals[b]["worst"])}
+                     for i, a in enumerate(names) for b in names[i + 1:]}
+    out["verdict"] = point_verdict(out)
+    return out
+
+
 def _method_doc(res: dict, knob: dict, cost: dict) -> dict:
     """One method's results at a point: accuracies (:func:`comparison._masks_doc`), its knob and its cost."""
     doc = _masks_doc(res)
@@ -253,6 +282,34 @@ def tables(doc: dict) -> dict:
                     "difference (points)", "McNemar exact p", "after Square (only a / only b)"], prow)
     verdicts = table(["validation target %", "verdict (McNemar exact, p < 0.05)"], vrow)
     return {"points": points, "paired": paired, "verdicts": verdicts}
+
+
+def converged_tables(doc: dict) -> dict:
+    """The methods on the attack-budget ladder (``results.table`` dicts), per position: attacked accuracy per
+    rung with its convergence reading, and the paired tests with the verdict on the final masks."""
+    from .tables import table
+
+    rows, prow = [], []
+    steps = next((pt["converged"]["steps"] for pt in doc["points"] if "converged" in pt), [])
+    for pt in doc["points"]:
+        conv = pt.get("converged")
+        if not conv:
+            continue
+        target = f"{100 * pt['target_val']:.1f}"
+        for name, m in conv["methods"].items():
+            r = m["reading"]
+            rows.append([target, name, _pct(m["clean"]), _pct(m["base"]), *(_pct(x) for x in m["rungs"]),
+                         "yes" if r["converged"] else "no (upper bound)",
+                         round(sum(x["seconds"] for x in m["rungs"]))])
+        for pair, t in conv["paired"].items():
+            a = t["attacked"]
+            prow.append([target, pair, a["only_a"], a["only_b"], round(100 * a["diff"], 2), f"{a['p_value']:.3g}",
+                         conv["verdict"]["verdict"]])
+    ladder = table(["validation target %", "method", "clean % [95 % CI]", "base set, 20 steps %",
+                    *(f"+ strong, {s} steps %" for s in steps), "converged (< 0.5 pt)", "ladder attack seconds"], rows)
+    paired = table(["validation target %", "comparison (a vs b)", "only a right", "only b right",
+                    "difference (points)", "McNemar exact p", "verdict at the converged budget"], prow)
+    return {"ladder": ladder, "paired": paired}
 
 
 def plot(doc: dict, ax=None):

@@ -76,6 +76,7 @@ SMOKE = Profile(
         "06_alpha_explorer": dict(alphas=[0.0, 0.25, 0.5, 1.0], attacks=["pgd_ce", "transfer_g"]),
         # its own tiny learned mixer (not 04's: the two notebooks may run side by side in the same private zoo)
         "07_mixing_methods": dict(n_eval=30, curve_positions=[0.75], square_queries=20, square_n=20, apgd_iter=5,
+                                  budget_ladder=[1, 2],
                                   nuts_n_fit=50, nuts_fit_steps=2,
                                   nuts_grid={"s": [0.2, 1.0], "p": [1.0, 2.0], "c": [-0.7, 0.0]},
                                   headline_mix_overrides=dict(train_subset=128, batch_size=32, steps_df=2, width=8)),

@@ -264,7 +264,18 @@ def test_07_mixing_methods_compares_the_three_methods_on_the_same_images(smoke):
         assert 0 <= pt["methods"]["mixednuts"]["knob"]["alpha"] <= 1
         tag = f"{pt['position']:g}"
         assert doc["metrics"][f"verdict@{tag}"] == pt["verdict"]["verdict"]
-    assert [t["title"] for t in doc["tables"]][-1] == "Mixing methods: verdict per clean accuracy"
+        conv = pt["converged"]  # every method on the attack-budget ladder, from its own base-set worst case
+        assert conv["steps"] == p["budget_ladder"] and set(conv["methods"]) == set(pt["methods"])
+        for name, m in conv["methods"].items():
+            accs = [m["base"]["acc"]] + [r["acc"] for r in m["rungs"]]
+            assert m["base"]["acc"] == pt["methods"][name]["attacked"]["acc"]
+            assert all(b <= a + 1e-12 for a, b in zip(accs, accs[1:]))  # cumulative: a rung never raises it
+            assert m["attacked"]["acc"] == accs[-1] and len(m["rungs"]) == len(p["budget_ladder"])
+        assert len(conv["paired"]) == 3 and doc["metrics"][f"converged_verdict@{tag}"] == conv["verdict"]["verdict"]
+    titles = [t["title"] for t in doc["tables"]]
+    assert "Mixing methods: verdict per clean accuracy" in titles
+    assert titles[-2:] == ["Mixing methods on the attack-budget ladder: attacked accuracy (%) as the budget grows",
+                           "Mixing methods at the converged budget: paired tests (McNemar, same images)"]
 
 
 def test_summary_lists_every_table_figure_and_timing(smoke):
