@@ -163,10 +163,16 @@ def pack(mask: torch.Tensor) -> str:
 
 
 def unpack(text: str, n: int) -> torch.Tensor:
-    bits = np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n]
-    if len(bits) != n:
-        raise ValueError(f"packed mask holds {len(bits)} values, expected {n}")
-    return torch.from_numpy(bits.astype(bool))
+    """The ``n``-image bool mask that :func:`pack` wrote; ``ValueError`` unless ``text`` holds exactly its bytes."""
+    raw = bytes.fromhex(text)
+    if len(raw) != (n + 7) // 8:
+        raise ValueError(f"packed mask holds {8 * len(raw)} values, expected {n}")
+    return torch.from_numpy(np.unpackbits(np.frombuffer(raw, dtype=np.uint8))[:n].astype(bool))
+
+
+def _unreadable(path, why: str = "") -> None:
+    """Log an entry that cannot be used (its file named); the caller treats it as a miss, recomputed and rewritten."""
+    log.warning("ignoring unreadable attack-cache entry %s%s: recomputed", path, f" ({why})" if why else "")
 
 
 def _read(path):
@@ -175,7 +181,7 @@ def _read(path):
     try:
         doc = json.loads(path.read_text())
     except ValueError:
-        log.warning("ignoring unreadable attack-cache entry %s", path)
+        _unreadable(path)
         return None
     if not isinstance(doc, dict) or doc.get("code_version") != CODE_VERSION:
         log.info("attack-cache entry %s was made by attack code version %s, not %s: recomputed", path.name,
@@ -252,9 +258,7 @@ def cached_values(name: str, compute, use_cache: bool, dtype=torch.bool, what: s
     if _state["check"]:
         _state["questions"].append(name)
     doc = _read(path) if use_cache else None
-    stored = None
-    if doc is not None and "correct" in doc:
-        stored = (torch.tensor(doc["correct"], dtype=dtype), doc["seconds"])
+    stored = _stored(path, doc, "correct", lambda v: torch.tensor(v, dtype=dtype))
     values, seconds, hit = _answer(name, path, stored, lambda: compute().cpu(), len, what)
     if use_cache and not hit:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,22 +267,40 @@ def cached_values(name: str, compute, use_cache: bool, dtype=torch.bool, what: s
     return values.cpu(), seconds, hit
 
 
-def cached_doc(description: dict, compute, use_cache: bool) -> tuple[dict, float, bool]:
+def _stored(path, doc, field: str, decode):
+    """``(decode(doc[field]), doc["seconds"])`` of a read entry, None without one; an entry whose value ``decode``
+    refuses, or without its seconds, is unreadable: logged naming its file, and a miss."""
+    if doc is None or field not in doc:
+        return None
+    try:
+        if not isinstance(doc.get("seconds"), (int, float)):
+            raise ValueError(f"seconds must be a number, got {doc.get('seconds')!r}")
+        return decode(doc[field]), doc["seconds"]
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        _unreadable(path, f"{type(e).__name__}: {e}")
+        return None
+
+
+def cached_doc(description: dict, compute, use_cache: bool, decode=None) -> tuple[dict, float, bool]:
     """``(result, seconds, hit)``: the JSON-ready ``result`` of the question ``description`` (a dict
-    that names everything the answer depends on), read from the cache or ``compute()``-d and stored."""
+    that names everything the answer depends on), read from the cache or ``compute()``-d and stored.
+    With ``decode``, ``result`` comes back decoded; a stored result it cannot decode is an unreadable
+    entry (logged by file, recomputed and rewritten)."""
     name = key(description)
     path = cache_dir() / f"{name}.json"
     if _state["check"]:
         _state["questions"].append(name)
     doc = _read(path) if use_cache else None
-    stored = (doc["result"], doc["seconds"]) if doc is not None and "result" in doc else None
+    decode = decode or (lambda r: r)
+    decoded = _stored(path, doc, "result", decode)
+    stored = None if decoded is None else (doc["result"], decoded[1])
     what = str(description.get("what", ""))
     result, seconds, hit = _answer(name, path, stored, compute, lambda r: _images_of(r, description), what)
     if use_cache and not hit:
         path.parent.mkdir(parents=True, exist_ok=True)
         checkpoint.atomic_write_json(path, {"question": description, "result": result, "seconds": round(seconds, 2),
                                             "code_version": CODE_VERSION})
-    return result, seconds, hit
+    return (decoded[0] if hit else decode(result)), seconds, hit
 
 
 def _images_of(result, description: dict) -> int:

@@ -24,6 +24,7 @@ import torch
 
 from .attack_losses import (LOSS_ALIASES, LOSSES, attack_loss, dlr_targeted_loss, logit_margin,  # noqa: F401
                             loss_name)
+from .mixing import check_finite
 from .runtime import batches, generator, progress_bar
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,14 @@ def _check(x, eps, norm, steps, steps_name: str = "steps"):
         raise ValueError("x contains non-finite values (NaN or inf)")
     if x.min() < 0 or x.max() > 1:
         raise ValueError("x must lie in [0, 1]")
+
+
+def model_output(model, x):
+    """``model(x)``, refused (:class:`~adasmooth.mixing.NonFiniteOutput` naming the model) where it holds NaN or
+    inf: an attack or an accuracy on such outputs would be meaningless."""
+    z = model(x)
+    check_finite({f"the model ({type(model).__name__})": z})
+    return z
 
 
 def _per_sample(v, n, ref):
@@ -111,7 +120,7 @@ def _pgd_batch(model, x, y, eps, step, steps, norm, random_start, loss, targeted
     buf = torch.zeros_like(x) if momentum is not None else None
     for step_t in _step_sizes(step, steps, schedule):
         delta.requires_grad_(True)
-        z = model(x + delta)
+        z = model_output(model, x + delta)
         lval = attack_loss(loss, z, y, targeted).sum()
         (grad,) = torch.autograd.grad(lval, delta)
         with torch.no_grad():
@@ -186,7 +195,7 @@ def pgd(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch
                                              None if mom_t is None else mom_t[sl],
                                              start[sl] if start is not None and r == 0 else None, schedule)
             with torch.no_grad():
-                z = model(adv)
+                z = model_output(model, adv)
                 lv = attack_loss(loss, z, yb, targeted)  # only compared where no iterate reached the goal
                 fooled = _reached(z, yb, targeted)
                 back = found & ~fooled
@@ -210,7 +219,7 @@ def predict(model: Callable, x: torch.Tensor, batch_size: int | None = None) -> 
     """argmax_i model(x)_i, batched, without gradients."""
     if len(x) == 0:
         return torch.empty(0, dtype=torch.long, device=x.device)
-    return torch.cat([model(x[sl]).argmax(1) for sl in batches(len(x), batch_size or len(x))])
+    return torch.cat([model_output(model, x[sl]).argmax(1) for sl in batches(len(x), batch_size or len(x))])
 
 
 def pgd_targeted(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps, steps: int, n_targets: int = 9,
@@ -235,7 +244,7 @@ def pgd_targeted(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps, step
     for sl in progress_bar(list(batches(n, bs)), progress=progress, desc="PGD-T", leave=False):
         xb, yb = x[sl], y[sl]
         with torch.no_grad():
-            z0 = model(xb)
+            z0 = model_output(model, xb)
         k = z0.shape[1] - 1
         if not 1 <= n_targets <= k:
             raise ValueError(f"n_targets must be in [1, {k}] for {k + 1} classes, got {n_targets}")
@@ -252,7 +261,7 @@ def pgd_targeted(model: Callable, x: torch.Tensor, y: torch.Tensor, *, eps, step
                       step_size=None if step_t is None else step_t[sl][todo],
                       random_start=random_start, loss=fn, targeted=True, seed=seed + r)
             with torch.no_grad():
-                m = logit_margin(model(adv), yt)
+                m = logit_margin(model_output(model, adv), yt)
             better = (m < 0) | (m < best_m[todo])
             best[todo[better]], best_m[todo[better]] = adv[better], m[better]
             done[todo[m < 0]] = True

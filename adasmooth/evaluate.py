@@ -21,7 +21,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import torch
 
 from . import checkpoint, data
-from .attacks import NORMS, apgd_targeted, autoattack, pgd, pgd_targeted, predict, worst_case
+from .attacks import NORMS, apgd_targeted, autoattack, model_output, pgd, pgd_targeted, predict, worst_case
 from .mixing import LABELS, OPTIONS, check_alpha  # noqa: F401 - OPTIONS, LABELS: also read as evaluate.*
 from .mixing import get as get_mixer
 from .runtime import batches, get_device, progress_bar
@@ -75,7 +75,7 @@ def accuracy(model: Callable, x: torch.Tensor, y: torch.Tensor, batch_size: int 
     hits = 0
     for i, sl in enumerate(batches(len(x), batch_size)):
         with torch.no_grad():
-            z = model(x[sl].to(dev))
+            z = model_output(model, x[sl].to(dev))
         if i == 0:
             _check_labels(y, z.shape[1])
         hits += (z.argmax(1) == y[sl].to(dev)).sum().item()
@@ -275,10 +275,12 @@ def _row_masks(mix, x, y, attack_fns, batch_size: int, dev, question: dict | Non
         m = compute()
         return {"clean": pack(m["clean"]), "correct": pack(m["correct"]),
                 "per_attack": {k: pack(v) for k, v in m["per_attack"].items()}}
-    doc, seconds, hit = cached_doc(question, packed, use_cache=True)
-    n = len(x)
-    return ({"clean": unpack(doc["clean"], n), "correct": unpack(doc["correct"], n),
-             "per_attack": {k: unpack(v, n) for k, v in doc["per_attack"].items()}}, seconds, hit)
+
+    def unpacked(doc):  # a stored entry whose masks do not fit these images is unreadable: recomputed
+        n = len(x)
+        return {"clean": unpack(doc["clean"], n), "correct": unpack(doc["correct"], n),
+                "per_attack": {k: unpack(v, n) for k, v in doc["per_attack"].items()}}
+    return cached_doc(question, packed, use_cache=True, decode=unpacked)
 
 
 def autoattack_reference(*, eps: float, norm: str = "linf", attacks=("apgd-ce", "apgd-t"), seed: int = 0,
@@ -358,7 +360,7 @@ def _accuracy_under_noise(model, x, y, device, bs=1000, noise_sigma=0.0, seed=0)
         xb = x[sl].to(device)
         if noise_sigma:
             xb = xb + noise_sigma * torch.randn(xb.shape, generator=g, device=device)
-        correct += (model(xb).argmax(1) == y[sl].to(device)).sum().item()
+        correct += (model_output(model, xb).argmax(1) == y[sl].to(device)).sum().item()
     return correct / len(x)
 
 
@@ -381,7 +383,7 @@ def checkpoint_metrics(model, dataset: str, cfg: dict, *, device=None, progress=
             xb, yb = x[sl].to(device), y[sl].to(device)
             adv = pgd(model, xb, yb, eps=tr["eps"], steps=steps, norm=tr["norm"], seed=0)
             with torch.no_grad():
-                hits += (model(adv).argmax(1) == yb).sum().item()
+                hits += (model_output(model, adv).argmax(1) == yb).sum().item()
         out["robust"] = hits / len(x)
         out["robust_attack"] = f"PGD-{steps} {tr['norm']} eps={tr['eps']:g}"
     if tr["recipe"] == "gaussian":

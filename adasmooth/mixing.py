@@ -16,8 +16,43 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+class NonFiniteOutput(ValueError):
+    """A model (g, h, the mixing network, an attacked model) returned NaN or inf on finite inputs."""
+
+
+def check_finite(outputs: dict) -> None:
+    """Raise :class:`NonFiniteOutput` naming the first of ``{name: output}`` that holds NaN or inf, and on how
+    many inputs; one device sync when every output is finite."""
+    flags = [torch.isfinite(z).all() for z in outputs.values()]
+    if bool(flags[0] if len(flags) == 1 else torch.stack(flags).all()):
+        return
+    for (who, z), ok in zip(outputs.items(), flags):
+        if not ok:
+            bad = int((~torch.isfinite(z)).reshape(len(z), -1).any(1).sum()) if z.ndim else 1
+            raise NonFiniteOutput(f"{who} returned non-finite outputs (NaN or inf) on {bad} of "
+                                  f"{len(z) if z.ndim else 1} inputs")
+
+
+def check_module(model, name: str, role: str) -> None:
+    """Raise ``ValueError`` (the project's error for bad arguments) unless ``model`` is a ``torch.nn.Module``."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{name} must be a torch.nn.Module ({role}), got {type(model).__name__}")
+
+
+def param_dtype(model) -> torch.dtype | None:
+    """The dtype of ``model``'s first floating-point parameter (None without one)."""
+    params = model.parameters() if isinstance(model, nn.Module) else ()
+    return next((p.dtype for p in params if p.is_floating_point()), None)
+
+
+def _is_bool(alpha) -> bool:
+    return isinstance(alpha, bool) or str(getattr(alpha, "dtype", "")) in ("bool", "torch.bool")
+
+
 def check_alpha(alpha, name: str = "alpha") -> torch.Tensor | float:
     """Raise ``ValueError`` unless α is a number (or tensor of numbers) and every α lies in [0, 1]."""
+    if _is_bool(alpha):
+        raise ValueError(f"{name} must be a number in [0, 1] or a tensor of such, not a bool: got {alpha!r}")
     if alpha is None or isinstance(alpha, (str, bytes)):
         raise ValueError(f"{name} must be a number in [0, 1] or a tensor of such, got {alpha!r}")
     try:
@@ -69,7 +104,8 @@ def _choice(value, allowed, name):
 
 
 class PairShape:
-    """A mixer of g and h has g's input channels and class count (``num_classes``, ``in_channels``)."""
+    """A mixer of g and h has g's input channels and class count (``num_classes``, ``in_channels``), and the
+    input height and width of g or h where one of them knows it (``input_size``)."""
 
     @property
     def num_classes(self):
@@ -78,6 +114,39 @@ class PairShape:
     @property
     def in_channels(self):
         return getattr(self.g, "in_channels", None)
+
+    @property
+    def input_size(self):
+        return getattr(self.g, "input_size", None) or getattr(self.h, "input_size", None)
+
+
+def check_pair(g, h) -> None:
+    """g and h must be modules that agree on the classes, input channels and input size they declare."""
+    check_module(g, "g", "the accurate model")
+    check_module(h, "h", "the robust model")
+    kg, kh = getattr(g, "num_classes", None), getattr(h, "num_classes", None)
+    if kg is not None and kh is not None and kg != kh:
+        raise ValueError(f"h must have as many classes as g: g has {kg}, h has {kh}")
+    cg, ch = getattr(g, "in_channels", None), getattr(h, "in_channels", None)
+    if cg is not None and ch is not None and cg != ch:
+        raise ValueError(f"h must take as many input channels as g: g takes {cg}, h takes {ch}")
+    sg, sh = getattr(g, "input_size", None), getattr(h, "input_size", None)
+    if sg is not None and sh is not None and tuple(sg) != tuple(sh):
+        raise ValueError(f"h must take inputs of g's height and width: g takes {tuple(sg)}, "
+                         f"h takes {tuple(sh)}")
+
+
+def check_input(x, channels, size, dtype, who: str = "the model") -> None:
+    """x must be an (N, C, H, W) batch of the model's channels and, where known, height/width and parameter
+    dtype (``who`` names the module whose parameters set the dtype)."""
+    want = f"(N, {channels if channels is not None else 'C'}, " + (f"{size[0]}, {size[1]})" if size else "H, W)")
+    if (not torch.is_tensor(x) or x.ndim != 4 or (channels is not None and x.shape[1] != channels)
+            or (size is not None and tuple(x.shape[-2:]) != tuple(size))):
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"x must have shape {want}" + (" for this model" if size else "") + f", got {shape}")
+    if dtype is not None and x.dtype != dtype:
+        raise ValueError(f"x must have dtype {dtype} (the dtype of {who}'s parameters), got {x.dtype}: "
+                         f"convert it with x.to({dtype})")
 
 
 class MixedClassifier(PairShape, nn.Module):
@@ -98,7 +167,9 @@ class MixedClassifier(PairShape, nn.Module):
     1e-12 so that T stays finite where a softmax saturates.
 
     ``alpha`` is a float or a per-sample tensor of shape (N,) (then every batch must have N
-    inputs); ``forward(x, alpha=...)`` overrides it for one call.
+    inputs); ``forward(x, alpha=...)`` overrides it for one call.  g and h must be modules; x must match
+    their channels, ``input_size`` (H, W, where one declares it) and parameter dtype; a model whose output
+    holds NaN or inf raises :class:`NonFiniteOutput` naming it.
     """
 
     def __init__(self, g: nn.Module, h: nn.Module, alpha=0.5, space: str = "prob", R: str = "one",
@@ -107,15 +178,10 @@ class MixedClassifier(PairShape, nn.Module):
         self.space = _choice(space, SPACES, "space")
         self.R = _choice(R, WEIGHTS, "R")
         self.dual_norm = _choice(dual_norm, DUAL_NORMS, "dual_norm")
-        kg, kh = getattr(g, "num_classes", None), getattr(h, "num_classes", None)
-        if kg is not None and kh is not None and kg != kh:
-            raise ValueError(f"h must have as many classes as g: g has {kg}, h has {kh}")
-        cg, ch = getattr(g, "in_channels", None), getattr(h, "in_channels", None)
-        if cg is not None and ch is not None and cg != ch:
-            raise ValueError(f"h must take as many input channels as g: g takes {cg}, h takes {ch}")
+        check_pair(g, h)
         self.g, self.h = g, h
         # class counts: known now from the attributes, else compared on the first forward (any α)
-        self._classes_checked = kg is not None and kh is not None
+        self._classes_checked = all(getattr(m, "num_classes", None) is not None for m in (g, h))
         self.alpha = alpha
 
     @property
@@ -133,10 +199,10 @@ class MixedClassifier(PairShape, nn.Module):
 
     # ---- checks -------------------------------------------------------------------------------
     def _check_x(self, x):
-        c = self.in_channels
-        if not torch.is_tensor(x) or x.ndim != 4 or (c is not None and x.shape[1] != c):
-            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise ValueError(f"x must have shape (N, {c if c is not None else 'C'}, H, W), got {shape}")
+        dtype, who = param_dtype(self.g), "g"
+        if dtype is None:
+            dtype, who = param_dtype(self.h), "h"
+        check_input(x, self.in_channels, self.input_size, dtype, who)
         if not torch.isfinite(x).all():
             raise ValueError("x contains non-finite values (NaN or inf)")
 
@@ -152,8 +218,22 @@ class MixedClassifier(PairShape, nn.Module):
                              f"got shape {tuple(alpha.shape)}")
         return alpha.to(device=ref.device, dtype=ref.dtype)
 
+    def _who(self, name):
+        return f"{name} ({type(getattr(self, name)).__name__})"
+
+    def _call(self, name, x):
+        """``self.<name>(x)``; torch's "mat1 and mat2" mismatch re-raised naming the model and x."""
+        try:
+            return getattr(self, name)(x)
+        except RuntimeError as e:
+            if "mat1 and mat2" not in str(e):
+                raise
+            raise ValueError(f"{self._who(name)} cannot take x of shape {tuple(x.shape)} and dtype {x.dtype} ({e}); "
+                             f"an input_size attribute (H, W) on {name} has x checked up front") from e
+
     def _logits(self, x):
-        z_g, z_h = self.g(x), self.h(x)
+        z_g, z_h = self._call("g", x), self._call("h", x)
+        check_finite({self._who("g"): z_g, self._who("h"): z_h})
         if z_g.shape != z_h.shape:
             raise ValueError(f"h must return as many classes as g: g gives {tuple(z_g.shape)}, "
                              f"h gives {tuple(z_h.shape)}")
@@ -223,7 +303,9 @@ class MixedClassifier(PairShape, nn.Module):
         return (1 - w[:, None]) * z_g + w[:, None] * z_h
 
     def _end(self, model, x):
-        z = model(x)
+        name = "g" if model is self.g else "h"
+        z = self._call(name, x)
+        check_finite({self._who(name): z})
         return F.log_softmax(z, 1) if self.space == "prob" else z
 
     def forward(self, x: torch.Tensor, alpha=None) -> torch.Tensor:

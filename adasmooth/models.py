@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .mixing import check_input, param_dtype
+
 MEANS = {1: (0.2860,), 3: (0.4914, 0.4822, 0.4465)}
 STDS = {1: (0.3530,), 3: (0.2470, 0.2435, 0.2616)}
 
@@ -34,6 +36,7 @@ class Classifier(nn.Module):
     num_classes: int
     in_channels: int
     tap_channels: tuple[int, int]
+    input_size: tuple[int, int] | None = None  # (H, W) where the architecture fixes it (checked on forward)
 
     def __init__(self, num_classes: int, in_channels: int):
         super().__init__()
@@ -44,9 +47,7 @@ class Classifier(nn.Module):
         self.normalize = Normalize(MEANS[in_channels], STDS[in_channels])
 
     def forward_with_taps(self, x: torch.Tensor):
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"x must have shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        check_input(x, self.in_channels, self.input_size, param_dtype(self), type(self).__name__)
         f1 = self.stage1(self.normalize(x))
         f2 = self.stage2(f1)
         return self.head(f2), [f1, f2]
@@ -65,6 +66,7 @@ class SmallCNN(Classifier):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * (side // 4) ** 2, 128), nn.ReLU(),
                                   nn.Linear(128, num_classes))
         self.tap_channels = (width, 2 * width)
+        self.input_size = (side, side)
 
 
 class PreActBlock(nn.Module):

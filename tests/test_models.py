@@ -36,7 +36,7 @@ def test_normalisation_is_inside_the_model():
 
 def test_bad_input_shape_and_arch():
     m = models.SmallCNN()
-    with pytest.raises(ValueError, match=r"x must have shape \(N, 1, H, W\)"):
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 1, 28, 28\) for this model, got \(2, 3, 28, 28\)"):
         m(torch.rand(2, 3, 28, 28))
     with pytest.raises(ValueError, match="arch must be one of"):
         models.build("vgg")

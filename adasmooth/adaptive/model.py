@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..mixing import mix_log_probs
+from ..mixing import check_finite, check_module, mix_log_probs
 from ..mixing_net import MixingNetwork
 from ..taps import with_taps
 
@@ -32,11 +32,15 @@ class AdaptiveMixedClassifier(nn.Module):
     g and h run once each (``forward_with_taps``), are frozen and stay in eval mode even after
     ``.train()``.  ``attack_through_alpha=False`` detaches the taps that feed α_θ, so input
     gradients do not flow through α_θ (α_θ's own parameters still get gradients).  A model without
-    ``forward_with_taps`` is wrapped in :class:`adasmooth.taps.Tapped` (its default tap layers).
+    ``forward_with_taps`` is wrapped in :class:`adasmooth.taps.Tapped` (its default tap layers).  Non-finite
+    logits of g or h, or a non-finite α_θ, raise :class:`~adasmooth.mixing.NonFiniteOutput` naming the culprit.
     """
 
     def __init__(self, g: nn.Module, h: nn.Module, net: MixingNetwork, attack_through_alpha: bool = True):
         super().__init__()
+        for m, name, role in ((g, "g", "the accurate model"), (h, "h", "the robust model"),
+                              (net, "net", "the mixing network")):
+            check_module(m, name, role)
         g, h = with_taps(g), with_taps(h)
         if g.num_classes != h.num_classes:
             raise ValueError(f"g and h must have the same number of classes, got {g.num_classes} "
@@ -49,6 +53,7 @@ class AdaptiveMixedClassifier(nn.Module):
         self.g, self.h, self.net = g, h, net
         self.attack_through_alpha = bool(attack_through_alpha)
         self.num_classes, self.in_channels = g.num_classes, g.in_channels
+        self.input_size = getattr(g, "input_size", None) or getattr(h, "input_size", None)
         for p in list(g.parameters()) + list(h.parameters()):
             p.requires_grad_(False)
         self.train(False)
@@ -65,6 +70,8 @@ class AdaptiveMixedClassifier(nn.Module):
         if not self.attack_through_alpha:
             taps_g, taps_h = [t.detach() for t in taps_g], [t.detach() for t in taps_h]
         alpha, gamma = self.net(taps_g, taps_h, return_gamma=True)
+        check_finite({f"g ({type(self.g).__name__})": zg, f"h ({type(self.h).__name__})": zh,
+                      "the mixing network α_θ": alpha})
         logp = mix_log_probs(F.log_softmax(zg.float(), 1), F.log_softmax(zh.float(), 1), alpha)
         return (logp, alpha, gamma) if return_alpha else logp
 
