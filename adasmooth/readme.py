@@ -116,7 +116,7 @@ def _run_block(folder: Path, docs: dict, profile: str) -> list[str]:
 
 
 def _highlights(docs: dict) -> list[str]:
-    lines = [f(docs) for f in (_converged_line, _headline_line, _tradeoff_line, _ri_line, _sm1_line, _sm2_line, _sm3_line,
+    lines = [f(docs) for f in (_converged_line, _methods_converged_line, _headline_line, _tradeoff_line, _ri_line, _sm1_line, _sm2_line, _sm3_line,
                                _theory_line)]
     return [line for line in lines if line] or ["- no results recorded"]
 
@@ -145,6 +145,24 @@ def _converged_line(docs: dict) -> str | None:
     return (f"- **At the converged attack budget** (04, n = {conv['n']} images; the strong attack family at "
             f"{', '.join(map(str, conv['steps']))} PGD steps per attack, cumulative per image): the constant α "
             f"{read(methods['constant'])}; " + "; ".join(parts) + ".")
+
+
+def _methods_converged_line(docs: dict) -> str | None:
+    """Notebook 07 at the converged budget: constant α, α_θ and MixedNUTS at the same clean accuracy."""
+    d = docs.get("07_mixing_methods") or {}
+    pts = [pt for pt in ((d.get("data") or {}).get("comparison") or {}).get("points", []) if "converged" in pt]
+    if not pts:
+        return None
+    parts = []
+    for pt in pts:
+        conv = pt["converged"]
+        accs = "; ".join(f"`{name}` {_acc(m['attacked']['acc'], m['attacked']['n'])}"
+                         f"{'' if m['reading']['converged'] else ' (NOT converged)'}"
+                         for name, m in conv["methods"].items())
+        parts.append(f"at {100 * pt['target_val']:.1f} % validation clean accuracy: {accs}; "
+                     f"verdict (McNemar on the final masks): **{conv['verdict']['verdict']}**")
+    return (f"- **Mixing methods at the converged budget** (07, n = {pts[0]['converged']['n']} images, the same "
+            f"ladder): " + "; ".join(parts) + ".")
 
 
 def _headline_line(docs: dict) -> str | None:

@@ -111,3 +111,16 @@ def test_the_headline_and_methods_blocks_carry_the_notebooks_tables(tmp_path):
     assert "**Curves: learned α_θ vs constant α**" in b["headline"] and "61.2 [58.1, 64.2]" in b["headline"]
     assert "Table SM2" not in b["headline"]
     assert "**Mixing methods: verdict per clean accuracy**" in b["methods"] and "| 89.0 | tie |" in b["methods"]
+
+
+def test_the_highlights_report_notebook_07_at_the_converged_budget(tmp_path):
+    acc = lambda k: {"acc": k / 1000, "k": k, "n": 1000, "low": 0, "high": 1}  # noqa: E731
+    conv = {"n": 1000, "steps": [20, 50], "verdict": {"verdict": "tie between constant, mixednuts"},
+            "methods": {"constant": {"attacked": acc(612), "reading": {"converged": True}},
+                        "mixednuts": {"attacked": acc(598), "reading": {"converged": False}}}}
+    results.write(tmp_path, "07_mixing_methods", params={}, metrics={},
+                  data={"comparison": {"points": [{"target_val": 0.89, "converged": conv}]}})
+    line = next(ln for ln in readme.render(tmp_path)["run"].splitlines() if "converged budget** (07" in ln)
+    assert "at 89.0 % validation clean accuracy" in line and "`constant` 61.2 % [" in line
+    assert "`mixednuts` 59.8 % [" in line and "(NOT converged)" in line
+    assert "**tie between constant, mixednuts**" in line
