@@ -218,6 +218,10 @@ def _lazy() -> tuple[dict, dict]:
                                 and v == sorted(set(v)), "increasing PGD step counts >= 1 ([]: no ladder)"),
         "ladder_mixers": each(Domain(lambda v, p: v in p.get("headline_mixers", []), "one of headline_mixers"),
                               empty=True),
+        "ladder_budgets": Domain(lambda v, p: isinstance(v, dict) and all(
+            k in p.get("ladder_mixers", []) and isinstance(b, list) and b and b == sorted(set(b))
+            and all(s in p.get("budget_ladder", []) for s in b) for k, b in v.items()),
+            "a dict {ladder mixer: increasing budgets of budget_ladder}"),
         "ladder_shards": Domain(lambda v, p: _int(v) and 1 <= v <= p.get("headline_n", v),
                                 "an int in [1, headline_n]"),
         "toy_sigma": POSITIVE, "sigma_h": POSITIVE, "sigma_baseline": POSITIVE,

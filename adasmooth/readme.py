@@ -131,9 +131,11 @@ def _converged_line(docs: dict) -> str | None:
 
     def read(m):
         r = m["reading"]
+        own = m.get("steps", conv["steps"])
+        part = "" if own == conv["steps"] else f"; climbed to {own[-1]} steps only"
         return (f"{_acc(m['attacked']['acc'], m['attacked']['n'])} attacked (base 20-step set: "
                 f"{_acc(m['base']['acc'], m['base']['n'])}; {'converged' if r['converged'] else 'NOT converged'}, "
-                f"last rung moved it {r['moves_points'][-1]:g} points)")
+                f"last rung moved it {r['moves_points'][-1]:g} points{part})")
     parts = []
     for name, m in methods.items():
         if name == "constant":

@@ -208,6 +208,15 @@ def test_budget_ladder_is_cumulative_sharded_and_replays(mixers, monkeypatch, tm
     assert doc["verdicts"]["fmnist-adaptive"]["verdict"] in ("reproduced", "not reproduced", "inconclusive")
     tabs = comparison.ladder_tables(doc)
     assert len(tabs["ladder"]["rows"]) == 2 and len(tabs["ladder"]["columns"]) == 3 + 2 + 3
+    # a method may climb part of the ladder: its rungs are the same cached answers, the rest marked not run
+    part = comparison.convergence(method_steps={"fmnist-adaptive": [1]}, **args)
+    m, full = part["methods"]["fmnist-adaptive"], doc["methods"]["fmnist-adaptive"]
+    assert m["steps"] == [1] and m["rungs"] == full["rungs"][:1] and part["methods"]["constant"]["steps"] == [1, 2]
+    assert m["reading"]["moves_points"] == full["reading"]["moves_points"][:1]
+    assert comparison.ladder_tables(part)["ladder"]["rows"][1][4] == "– (not run)"
+    comparison.plot_ladder(part)
+    with pytest.raises(ValueError, match="method_steps"):
+        comparison.convergence(method_steps={"fmnist-adaptive": [3]}, **args)
 
 
 def test_ladder_reading_rule():

@@ -112,13 +112,16 @@ def _with_interval(r: dict, n: int) -> dict:
 def run(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at", learned_names=("fmnist-adaptive",),
         n_test: int = 1000, budget: Budget = Budget(), steps=LADDER, shards: int = 2,
         only=None, only_shard: int | None = None, root=None, base_overrides=None, mixing_overrides=None,
-        use_cache: bool = True, device=None, progress: bool = False, tol_points: float = TOL_POINTS) -> dict:
+        use_cache: bool = True, device=None, progress: bool = False, tol_points: float = TOL_POINTS,
+        method_steps: dict | None = None) -> dict:
     """The headline's methods (the constant α and ``learned_names``, as :func:`head_to_head.headline` builds
     them) on its ``n_test`` images: the base set at ``budget`` (read from the headline's cache entries), then
     the ladder.  Returns a JSON-ready dict: per method clean, base and final attacked accuracy with 95 %
     intervals, every rung, the convergence reading; McNemar of each learned mixer against the constant α on
     the final masks (and on the Square subset, Square's masks from the base set); the verdicts.  ``only`` and
-    ``only_shard`` restrict the work (filling the cache from several processes)."""
+    ``only_shard`` restrict the work (filling the cache from several processes).  ``method_steps`` (name ->
+    budgets, each one of ``steps``) lets a method climb only part of the ladder; its reading follows the same
+    rule on the rungs it ran, and each method records the ``steps`` it climbed."""
     from .. import zoo
     from ..runtime import get_device
     from .head_to_head import _learned_models, _runs, verdict
@@ -136,12 +139,15 @@ def run(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at", learned_names=
            "methods": {}}
     finals, square_after = {}, {}
     for name, (m, ident) in runs.items():
-        lad = ladder(m, x, y, budget, identity=ident, survivors=base[name]["worst"], steps=steps, shards=shards,
+        own = list((method_steps or {}).get(name, steps))
+        if not own or any(s not in steps for s in own):
+            raise ValueError(f"method_steps[{name!r}] must be budgets of the ladder {list(steps)}, got {own}")
+        lad = ladder(m, x, y, budget, identity=ident, survivors=base[name]["worst"], steps=own, shards=shards,
                      only_shard=only_shard, use_cache=use_cache, progress=progress)
         part = slice(None) if only_shard is None else shard_slices(len(y), shards)[only_shard]
         n = len(range(len(y))[part])
         base_acc = int(base[name]["worst"][part].sum()) / n
-        out["methods"][name] = {"clean": summary(base[name]["clean"]), "base": summary(base[name]["worst"]),
+        out["methods"][name] = {"steps": own, "clean": summary(base[name]["clean"]), "base": summary(base[name]["worst"]),
                                 "rungs": [_with_interval(r, n) for r in lad["rungs"]],
                                 "attacked": summary(lad["worst"]),
                                 "reading": reading(base_acc, lad["rungs"], tol_points)}
@@ -167,7 +173,9 @@ def ladder_tables(doc: dict) -> dict:
     rows = []
     for name, m in doc["methods"].items():
         r = m["reading"]
-        rows.append([name, pct(m["clean"]), pct(m["base"]), *(pct(x) for x in m["rungs"]),
+        by_step = dict(zip(m.get("steps", steps), m["rungs"]))
+        rows.append([name, pct(m["clean"]), pct(m["base"]),
+                     *(pct(by_step[s]) if s in by_step else "– (not run)" for s in steps),
                      "yes" if r["converged"] else "no (upper bound)", r["at_steps"] or "–",
                      round(sum(x["seconds"] for x in m["rungs"]))])
     ladder_t = table(["method", "clean %", "base set, 20 steps %", *(f"+ strong, {s} steps %" for s in steps),
@@ -186,13 +194,14 @@ def plot_ladder(doc: dict, ax=None):
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4.2))
-    xs = [0] + list(range(1, len(doc["steps"]) + 1))
+    xs_all = [0] + list(range(1, len(doc["steps"]) + 1))
     for i, (name, m) in enumerate(doc["methods"].items()):
         pts = [m["base"]] + m["rungs"]
+        xs = [0] + [doc["steps"].index(s) + 1 for s in m.get("steps", doc["steps"])]
         acc = [100 * p["acc"] for p in pts]
         ax.plot(xs, acc, "o-", color=f"C{i}", label=name)
         ax.fill_between(xs, [100 * p["low"] for p in pts], [100 * p["high"] for p in pts], color=f"C{i}", alpha=0.15)
-    ax.set_xticks(xs, ["base set\n20 steps"] + [f"+ strong\n{s} steps" for s in doc["steps"]])
+    ax.set_xticks(xs_all, ["base set\n20 steps"] + [f"+ strong\n{s} steps" for s in doc["steps"]])
     ax.set_ylabel("attacked accuracy (%), cumulative worst case")
     ax.set_title(f"attack-budget convergence, n = {doc['n']} test images (95 % Clopper-Pearson bands)", fontsize=9)
     ax.grid(alpha=0.3)

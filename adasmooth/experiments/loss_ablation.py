@@ -91,7 +91,8 @@ def _ladder(p: dict, device) -> dict:
     ``doc``, the converged verdicts, tables, metrics and figure."""
     budget = comparison.Budget.of(p)
     doc = comparison.convergence(g=p["g"], h=p["h"], learned_names=p["ladder_mixers"], n_test=p["headline_n"],
-                                 budget=budget, steps=p["budget_ladder"], shards=p["ladder_shards"], **_mixers(p),
+                                 budget=budget, steps=p["budget_ladder"], shards=p["ladder_shards"],
+                                 method_steps=p["ladder_budgets"] or None, **_mixers(p),
                                  use_cache=p["use_attack_cache"], device=device, progress=p["progress"])
     tabs = comparison.ladder_tables(doc)
     print({name: v["verdict"] for name, v in doc["verdicts"].items()}, "(at the converged budget)")

@@ -88,7 +88,7 @@ def learned_vs_constant(doc: dict | None) -> list[dict]:
         ours = _compared(part, name)
         if on_ladder:
             m = conv["methods"][name]
-            ours += (f"; at the converged attack budget (ladder {', '.join(map(str, conv['steps']))} steps, "
+            ours += (f"; at the converged attack budget (ladder {', '.join(map(str, m.get('steps', conv['steps'])))} steps, "
                      f"{'converged' if m['reading']['converged'] else 'NOT converged: an upper bound'}); "
                      f"the base 20-step set read {_compared(data.get('headline') or {}, name, short=True)}")
         elif conv and verdict == "reproduced":
