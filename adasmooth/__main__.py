@@ -1,5 +1,5 @@
 """Command line: ``python -m adasmooth zoo list|train|verify|ship``, ``reproduce``, ``cache check|verify``,
-``summary``, ``app``."""
+``summary``, ``app``, ``notebooks sync``."""
 from __future__ import annotations
 
 import argparse
@@ -203,6 +203,23 @@ def _summary(args) -> int:
     return 0
 
 
+def _notebooks_sync(args) -> int:
+    from . import parameters, pipeline
+
+    if args.check:
+        stale = parameters.out_of_sync(pipeline.notebook_dir())
+        for src in stale:
+            print(f"{src.name}: its parameters cell differs from adasmooth/parameters.py "
+                  "(python -m adasmooth notebooks sync rewrites it)", file=sys.stderr)
+        return 1 if stale else 0
+    written = parameters.sync(pipeline.notebook_dir())
+    for src in written:
+        print(f"rewrote the parameters cell of {src.name}")
+    if not written:
+        print("every notebook's parameters cell matches adasmooth/parameters.py")
+    return 0
+
+
 def _zoo_commands(sub) -> None:
     """``zoo list|train|verify|ship``."""
     z = sub.add_parser("zoo", help="the model zoo").add_subparsers(dest="zoo_cmd", required=True)
@@ -305,12 +322,22 @@ def _summary_command(sub) -> None:
     s.set_defaults(func=_summary)
 
 
+def _notebooks_command(sub) -> None:
+    """``notebooks sync``: the parameters cells from their declarations."""
+    n = sub.add_parser("notebooks", help="the numbered notebooks").add_subparsers(dest="notebooks_cmd", required=True)
+    s = n.add_parser("sync", help="rewrite each notebook's parameters cell from adasmooth/parameters.py (other cells "
+                                  "untouched)")
+    s.add_argument("--check", action="store_true", help="write nothing; exit 1 naming the notebooks out of sync")
+    s.set_defaults(func=_notebooks_sync)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m adasmooth")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    for add in (_zoo_commands, _data_commands, _reproduce_command, _cache_commands, _app_command, _summary_command):
+    for add in (_zoo_commands, _data_commands, _reproduce_command, _cache_commands, _app_command, _summary_command,
+                _notebooks_command):
         add(sub)
 
     args = p.parse_args(argv)

@@ -60,13 +60,10 @@ def check_grid(path, expected: dict | None = None) -> list[dict]:
 
 def _expected_params(src, params: dict) -> dict:
     """The parameters notebook 06 checks a recorded grid against, for its declared defaults and ``params``."""
-    from types import SimpleNamespace
-
-    from . import pipeline
+    from . import parameters
     from .experiments.alpha_explorer import grid_params
 
-    ns = {name: d["default"] for name, d in pipeline.declared_parameters(src).items()}
-    return grid_params(SimpleNamespace(**dict(ns, **params)))
+    return grid_params(parameters.bind(src.stem, dict(parameters.defaults(src.stem), **params)))
 
 
 def prepare(folder, *, profile: str = "default", grid_from=None) -> Path:

@@ -1,11 +1,10 @@
-"""The allowed values (domains) of the numbered notebooks' parameters, checked before any kernel starts.
+"""The allowed values (domains) of the numbered notebooks' parameters: the constructors the declarations of
+:mod:`adasmooth.parameters` use.
 
 A domain is a check of one value (given the notebook's other parameters, e.g. its ``dataset``) and the
-text saying what is allowed.  ``DOMAINS`` holds one per parameter name; ``PER_NOTEBOOK[stem]`` replaces
-those a notebook uses differently.  Types are checked first (``pipeline.check_parameters``); a ``None``
-that the type allows is never checked against the domain.  ``check`` raises one ``ValueError`` naming the
-notebook, every parameter out of its domain, its value and what is allowed; the notebooks call
-``check_notebook`` in their first cell, so papermill runs by hand hit the same check.
+text saying what is allowed.  Types are checked first (``pipeline.check_parameters``); a ``None`` that the type
+allows is never checked against the domain.  The checks themselves (one ``ValueError`` naming the notebook and
+every parameter out of its domain) are :func:`adasmooth.parameters.check` and ``check_notebook``.
 """
 from __future__ import annotations
 
@@ -82,13 +81,13 @@ def at_least_classes() -> Domain:
                   "an int >= the class count {k} (rounded down to a multiple of it: class-balanced images)")
 
 
-def _dataset() -> Domain:
+def dataset() -> Domain:
     from . import data
 
     return choices(*data.DATASETS)
 
 
-def _model() -> Domain:
+def model() -> Domain:
     """A model spec whose zoo model (if it is one) is of the notebook's dataset."""
     def ok(v, p):
         from . import resolve, zoo
@@ -109,12 +108,12 @@ def _model() -> Domain:
                       "'robustbench:<dataset>/<threat>/<name>' of the notebook's dataset")
 
 
-def _keys(allowed: Callable[[], list], what: str) -> Domain:
+def keys_of(allowed: Callable[[], list], what: str) -> Domain:
     return Domain(lambda v, p: isinstance(v, dict) and set(v) <= set(allowed()),
                   f"a dict whose keys are {what}")
 
 
-def _zoo_keys():
+def zoo_keys():
     from dataclasses import fields
 
     from .train import TrainConfig
@@ -122,7 +121,7 @@ def _zoo_keys():
     return [f.name for f in fields(TrainConfig)] + ["eval_n"]
 
 
-def _mix_keys():
+def mix_keys():
     from dataclasses import fields
 
     from .adaptive import MixingConfig
@@ -130,13 +129,13 @@ def _mix_keys():
     return [f.name for f in fields(MixingConfig)]
 
 
-def _learned_names():
+def learned_names():
     from . import learned
 
     return list(learned.RECIPES)
 
 
-def _device() -> Domain:
+def device() -> Domain:
     def ok(v, p):
         import torch
 
@@ -151,13 +150,13 @@ def _device() -> Domain:
     return Domain(ok, "'cpu', 'auto' or a CUDA device this machine has (None: CUDA when available)")
 
 
-def _attacks() -> Domain:
+def attacks() -> Domain:
     from .evaluate import ATTACKS
 
     return each(choices(*ATTACKS))
 
 
-def _options() -> Domain:
+def options() -> Domain:
     from .mixing import OPTIONS
 
     return each(choices(*OPTIONS))
@@ -172,7 +171,7 @@ COUNT = interval(1, integer=True)
 ALPHA = interval(0, 1)
 
 
-def _radius(norm: str | None = None) -> Domain:
+def radius(norm: str | None = None) -> Domain:
     """An attack radius for images in [0, 1]: ℓ∞ ε in (0, 1]; ℓ2 ε in (0, the image's diameter √(C·H·W)]
     (``norm`` None: the notebook's ``norm`` parameter)."""
     def bound(p):
@@ -191,109 +190,51 @@ def _radius(norm: str | None = None) -> Domain:
                   "a radius in (0, 1] for ℓ∞, in (0, √(C·H·W)] (the image's diameter) for ℓ2")
 
 
-def _lazy() -> tuple[dict, dict]:
-    models = {n: _model() for n in ("g", "h", "h_linf", "g_sm2a", "h_trades", "h_l2", "baseline")}
-    common = {
-        **models,
-        "dataset": _dataset(), "norm": choices("linf", "l2"), "space": choices("prob", "logit"),
-        "eps": _radius(), "eps_linf": _radius("linf"), "eps_l2": _radius("l2"), "step_size_sm2a": POSITIVE,
-        "step_size_sm2b": POSITIVE,
-        "steps": COUNT, "steps_fig1": COUNT, "steps_sm2": COUNT, "batch_size": COUNT, "attack_batch_size": COUNT, "epochs": COUNT,
-        "n_eval": multiple_of_classes(), "headline_n": multiple_of_classes(),
-        "square_n": Domain(lambda v, p: multiple_of_classes(zero=True).ok(v, p) and v <= p.get("headline_n", v),
-                           "0 or a positive multiple of the class count {k}, at most headline_n"),
-        "n_train": at_least_classes(),
-        "alphas": each(ALPHA), "draw_alphas": each(ALPHA), "alpha": ALPHA,
-        "attacks": _attacks(), "options": _options(), "panels": each(choices("fig1", "sm2a", "sm2b")),
-        "seed": interval(0, integer=True), "device": _device(),
-        "progress": ANY_BOOL, "train_missing": ANY_BOOL, "headline": ANY_BOOL, "use_attack_cache": ANY_BOOL,
-        "curve_endpoints": ANY_BOOL, "curve_positions": each(PROB, empty=True),
-        "out_dir": ANY_PATH, "fig_dir": ANY_PATH, "zoo_root": ANY_PATH,
-        "grid_from": Domain(lambda v, p: isinstance(v, str) and Path(v).is_file(),
-                            "an existing results JSON of notebook 06 (None: compute the grid)"),
-        "zoo_overrides": _keys(_zoo_keys, "zoo recipe fields (train.TrainConfig's and eval_n)"),
-        "headline_mix_overrides": _keys(_mix_keys, "adaptive.MixingConfig fields"),
-        "headline_mixers": each(Domain(lambda v, p: v in _learned_names(), "a learned mixer name"), empty=True),
-        "budget_ladder": Domain(lambda v, p: isinstance(v, list) and all(_int(s) and s >= 1 for s in v)
-                                and v == sorted(set(v)), "increasing PGD step counts >= 1 ([]: no ladder)"),
-        "ladder_mixers": each(Domain(lambda v, p: v in p.get("headline_mixers", []), "one of headline_mixers"),
-                              empty=True),
-        "ladder_budgets": Domain(lambda v, p: isinstance(v, dict) and all(
-            k in p.get("ladder_mixers", []) and isinstance(b, list) and b and b == sorted(set(b))
-            and all(s in p.get("budget_ladder", []) for s in b) for k, b in v.items()),
-            "a dict {ladder mixer: increasing budgets of budget_ladder}"),
-        "ladder_shards": Domain(lambda v, p: _int(v) and 1 <= v <= p.get("headline_n", v),
-                                "an int in [1, headline_n]"),
-        "toy_sigma": POSITIVE, "sigma_h": POSITIVE, "sigma_baseline": POSITIVE,
-        "n_points": COUNT, "n_perturb": COUNT, "lemma_trials": COUNT, "grid_side": interval(2, integer=True),
-        "n_samples": interval(2, integer=True), "failure_prob": interval(0, 1, lo_open=True, hi_open=True),
-        "r_max": POSITIVE, "radii_table": each(NON_NEGATIVE),
-        "apgd_iter": interval(0, integer=True), "surrogate_scale": POSITIVE,
-        "target_clean": interval(0, 1, lo_open=True), "target_position": PROB,
-        "mix_batch_size": COUNT, "mix_steps_df": COUNT, "mix_width": COUNT,
-        "mix_momentum": interval(0, 1, hi_open=True),
-        "range_width": interval(0, 1, lo_open=True),
-        "c_ce": number_or_each(NON_NEGATIVE), "c_bce": NON_NEGATIVE, "c_prod": number_or_each(NON_NEGATIVE),
-        "c_sum": POSITIVE, "scales": each(POSITIVE), "square_queries": interval(0, integer=True),
-    }
-    per_notebook = {
-        "04_loss_ablation": {
-            "c_ce": each(Domain(lambda v, p: NON_NEGATIVE.ok(v, p) and v <= p.get("c_sum", v),
-                                "a number 0 <= x <= c_sum")),
-            "c_prod": each(NON_NEGATIVE),
-        },
-        "07_mixing_methods": {
-            "learned_mixer": Domain(lambda v, p: v in _learned_names(), "a learned mixer name (or None)"),
-            "ladder_shards": Domain(lambda v, p: _int(v) and 1 <= v <= p.get("n_eval", v), "an int in [1, n_eval]"),
-            "curve_positions": each(PROB),
-            "square_n": Domain(lambda v, p: multiple_of_classes(zero=True).ok(v, p) and v <= p.get("n_eval", v),
-                               "0 or a positive multiple of the class count {k}, at most n_eval"),
-            "nuts_percentile": interval(0, 100, lo_open=True, hi_open=True),
-            "nuts_grid": Domain(lambda v, p: isinstance(v, dict) and set(v) == {"s", "p", "c"}
-                                and all(each(POSITIVE).ok(v[n], p) for n in ("s", "p")) and each(interval()).ok(v["c"], p),
-                                "a dict {'s': [...], 'p': [...], 'c': [...]}: non-empty lists, s and p > 0 (or None)"),
-            "nuts_k": interval(2, integer=True), "nuts_n_fit": at_least_classes(), "nuts_fit_steps": COUNT,
-            "nuts_smooth": POSITIVE,
-        },
-    }
-    return common, per_notebook
+def square_subset(limit: str) -> Domain:
+    """Square's images: 0 or a positive multiple of the class count, at most parameter ``limit``."""
+    return Domain(lambda v, p: multiple_of_classes(zero=True).ok(v, p) and v <= p.get(limit, v),
+                  f"0 or a positive multiple of the class count {{k}}, at most {limit}")
 
 
-_TABLES: list = []
+def at_most(limit: str) -> Domain:
+    """A number 0 <= x <= parameter ``limit``."""
+    return Domain(lambda v, p: NON_NEGATIVE.ok(v, p) and v <= p.get(limit, v), f"a number 0 <= x <= {limit}")
 
 
-def tables() -> tuple[dict, dict]:
-    """``(DOMAINS, PER_NOTEBOOK)``, built on first use (they name the library's attacks, datasets, ...)."""
-    if not _TABLES:
-        _TABLES.extend(_lazy())
-    return _TABLES[0], _TABLES[1]
+def int_up_to(limit: str) -> Domain:
+    """An int in [1, parameter ``limit``]."""
+    return Domain(lambda v, p: _int(v) and 1 <= v <= p.get(limit, v), f"an int in [1, {limit}]")
 
 
-def domain(stem: str, name: str) -> Domain | None:
-    """The domain of parameter ``name`` of notebook ``stem`` (None: only its type is checked)."""
-    common, per = tables()
-    return per.get(stem, {}).get(name, common.get(name))
+def item_of(names: str) -> Domain:
+    """One of the items of list parameter ``names``."""
+    return Domain(lambda v, p: v in p.get(names, []), f"one of {names}")
 
 
-def problems(stem: str, params: dict, names=None) -> list[str]:
-    """One line per parameter of ``params`` (those in ``names``, default all) outside its domain."""
-    out = []
-    for name in (params if names is None else names):
-        d, v = domain(stem, name), params[name]
-        if d is not None and v is not None and not d.ok(v, params):
-            out.append(f"parameter {name!r} = {v!r} is not allowed: must be {d.text.format(k=classes(params))}")
-    return out
+def learned_mixer(text: str = "a learned mixer name") -> Domain:
+    return Domain(lambda v, p: v in learned_names(), text)
 
 
-def check(stem: str, params: dict, names=None) -> None:
-    """``ValueError`` naming notebook ``stem`` and every parameter of ``params`` outside its domain."""
-    bad = problems(stem, params, names)
-    if bad:
-        raise ValueError(f"{stem}: " + "; ".join(bad))
+def existing_file(text: str) -> Domain:
+    return Domain(lambda v, p: isinstance(v, str) and Path(v).is_file(), text)
 
 
-def check_notebook(stem: str, namespace: dict) -> None:
-    """The check of a notebook's first cell: every parameter with a domain in ``namespace`` (its globals)."""
-    common, per = tables()
-    names = [n for n in namespace if n in common or n in per.get(stem, {})]
-    check(stem, {n: namespace[n] for n in names}, names)
+def step_ladder() -> Domain:
+    """Increasing PGD step counts (the attack-budget ladder)."""
+    return Domain(lambda v, p: isinstance(v, list) and all(_int(s) and s >= 1 for s in v) and v == sorted(set(v)),
+                  "increasing PGD step counts >= 1 ([]: no ladder)")
+
+
+def ladder_budgets() -> Domain:
+    """Per ladder mixer, the budgets of ``budget_ladder`` it climbs (increasing, non-empty)."""
+    return Domain(lambda v, p: isinstance(v, dict) and all(
+        k in p.get("ladder_mixers", []) and isinstance(b, list) and b and b == sorted(set(b))
+        and all(s in p.get("budget_ladder", []) for s in b) for k, b in v.items()),
+        "a dict {ladder mixer: increasing budgets of budget_ladder}")
+
+
+def nuts_grid() -> Domain:
+    """MixedNUTS's fit grid: ``{'s': [...], 'p': [...], 'c': [...]}``."""
+    return Domain(lambda v, p: isinstance(v, dict) and set(v) == {"s", "p", "c"}
+                  and all(each(POSITIVE).ok(v[n], p) for n in ("s", "p")) and each(interval()).ok(v["c"], p),
+                  "a dict {'s': [...], 'p': [...], 'c': [...]}: non-empty lists, s and p > 0 (or None)")

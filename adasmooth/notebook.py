@@ -1,6 +1,6 @@
 """What the first cell of every notebook does, in one place.
 
-:func:`setup` checks every parameter against its allowed values (:mod:`adasmooth.domains`: papermill runs
+:func:`setup` checks every parameter against its allowed values (:mod:`adasmooth.parameters`: papermill runs
 notebooks by hand too), seeds every generator, picks the device, loads the notebook's models (zoo names,
 ``package.module:factory``, ``path/file.py:factory`` or ``robustbench:<dataset>/<threat>/<name>``,
 :mod:`adasmooth.resolve`) and its class-balanced
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import data, domains, resolve, runtime
+from . import data, parameters, resolve, runtime
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def setup(name: str, params: dict, *, models=("g", "h"), images: bool = True) ->
     """The first cell of notebook ``name`` with its parameters ``params`` (its ``globals()``):
     ``models`` names the parameters that hold model specs (loaded in that order); with ``images``,
     ``params["n_eval"]`` class-balanced test images of ``params["dataset"]`` (seed ``params["seed"]``)."""
-    domains.check_notebook(name, params)
+    parameters.check_notebook(name, params)
     runtime.seed_everything(params["seed"])
     device = runtime.get_device(params.get("device"))
     load = dict(zoo_overrides=params.get("zoo_overrides") or {}, zoo_root=params.get("zoo_root"), device=device,

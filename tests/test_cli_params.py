@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adasmooth import checkpoint, domains, experiments, notebook, pipeline, resolve, results, shipped, zoo
+from adasmooth import checkpoint, experiments, notebook, parameters, pipeline, resolve, results, shipped, zoo
 from adasmooth.__main__ import main
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -102,18 +102,18 @@ def test_a_value_outside_its_domain_is_refused_before_any_training_or_kernel(tmp
 
 def test_every_notebook_parameter_has_a_domain_and_the_profiles_are_inside_them():
     for src in pipeline.discover():
-        missing = [n for n in pipeline._assigned_names(src) if domains.domain(src.stem, n) is None]
+        missing = [n for n in pipeline._assigned_names(src) if parameters.domain(src.stem, n) is None]
         assert not missing, f"{src.stem}: parameters without a domain: {missing}"
     for nb, params in [("02_ri_ablation", {"panels": ["fig9"]}), ("03_certified_radii", {"failure_prob": 1.0}),
                        ("04_loss_ablation", {"c_ce": [2.0], "c_sum": 1.5}), ("05_sigmoid_scale", {"scales": [0.0]})]:
         with pytest.raises(ValueError, match=f"{nb}: parameter '{next(iter(params))}'"):
-            domains.check(nb, params)
+            parameters.check(nb, params)
 
 
 def test_papermill_runs_by_hand_hit_the_same_check_in_the_first_cell():
     with pytest.raises(ValueError, match=r"00_quickstart: parameter 'norm' = 'l3' is not allowed"):
-        domains.check_notebook("00_quickstart", {"norm": "l3", "n_eval": 50, "In": [], "get_ipython": None})
-    domains.check_notebook("00_quickstart", {"norm": "l2", "n_eval": 50, "out_dir": None})
+        parameters.check_notebook("00_quickstart", {"norm": "l3", "n_eval": 50, "In": [], "get_ipython": None})
+    parameters.check_notebook("00_quickstart", {"norm": "l2", "n_eval": 50, "out_dir": None})
     for src in pipeline.discover():  # every notebook's procedure runs the check first (through notebook.setup)
         namespace = {k: d["default"] for k, d in pipeline.declared_parameters(src).items()}
         with pytest.raises(ValueError, match=rf"{src.stem}: parameter 'seed' = -1 is not allowed"):
@@ -239,5 +239,7 @@ def test_the_pipelines_kernels_do_not_print_their_tcp_warning_and_p_reaches_the_
 
 
 def test_readme_documents_the_venv_p_and_zoo_verify():
-    text = (pipeline.PROJECT / "README.md").read_text()
-    assert ". .venv/bin/activate" in text and "-p NAME=VALUE" in text and "python -m adasmooth zoo verify" in text
+    readme = (pipeline.PROJECT / "README.md").read_text()
+    assert ". .venv/bin/activate" in readme and "docs/cli.md" in readme and "docs/models.md" in readme
+    assert "-p NAME=VALUE" in (pipeline.PROJECT / "docs" / "cli.md").read_text()
+    assert "python -m adasmooth zoo verify" in (pipeline.PROJECT / "docs" / "models.md").read_text()

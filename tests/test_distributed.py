@@ -299,8 +299,9 @@ def test_paper_architectures_match_table_sm1():
 
 def test_paper_profile_names_only_cifar10_zoo_models():
     p = profiles.get("paper")
-    assert p.common["dataset"] == "cifar10"
-    named = {v for nb in p.notebooks.values() for v in nb.values() if isinstance(v, str) and v.startswith("cifar")}
+    assert all(nb["dataset"] == "cifar10" for nb in p.notebooks.values())
+    named = {v for nb in p.notebooks.values() for k, v in nb.items()
+             if k != "dataset" and isinstance(v, str) and v.startswith("cifar")}
     assert named and named <= set(PAPER_RECIPES), named - set(PAPER_RECIPES)
 
 

@@ -230,8 +230,8 @@ def test_a_registered_mixer_reaches_curves_parameters_and_figures(g_model, h_mod
         assert (new["clean"], new["attacked"]) == (ref["clean"], ref["attacked"])
         fig = evaluate.plot_tradeoff([new])
         assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a test mixer"]
-        assert domains._options().ok(["test_logit", "prob"], {})
+        assert domains.options().ok(["test_logit", "prob"], {})
     finally:
         for d in (mixing.MIXERS, mixing.OPTIONS, mixing.LABELS):
             d.pop("test_logit", None)
-    assert not domains._options().ok(["test_logit"], {})
+    assert not domains.options().ok(["test_logit"], {})

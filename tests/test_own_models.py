@@ -133,7 +133,7 @@ def test_robustbench_spec_errors_name_the_missing_file_the_fetch_command_and_wha
 def test_robustbench_spec_is_a_model_parameter_of_the_cli_and_the_notebooks():
     assert cli.parse_param(f"g={RB_SPEC}") == ("g", RB_SPEC)  # not mistaken for a file path
     assert params._CHECKS["model"](RB_SPEC) and "robustbench:<dataset>/<threat>/<name>" in params._DESCRIBE["model"]
-    ok = domains._model().ok
+    ok = domains.model().ok
     assert ok(RB_SPEC, {"dataset": "cifar10"})
     assert not ok(RB_SPEC, {"dataset": "fashion-mnist"})  # a CIFAR-10 model in a Fashion-MNIST notebook
     assert not ok("robustbench:cifar10/Linf/", {"dataset": "cifar10"})

@@ -4,10 +4,11 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "adasmooth"
-# the harness: the notebooks' procedures, the pipeline and its profiles and parameter domains, notebook setup,
-# README rendering, verdicts, results files, the shipped-model manifest, the app, the explorer and the CLI
-HARNESS = ("experiments", "pipeline", "profiles", "domains", "notebook", "readme", "verdicts", "results", "shipped",
-           "app", "explorer", "__main__")
+# the harness: the notebooks' procedures, the pipeline and its profiles, the parameters' declarations and domains,
+# notebook setup, README rendering, verdicts, results files, the shipped-model manifest, the app, the explorer and
+# the CLI
+HARNESS = ("experiments", "pipeline", "profiles", "parameters", "domains", "notebook", "readme", "verdicts", "results",
+           "shipped", "app", "explorer", "__main__")
 
 
 def modules() -> dict[str, Path]:

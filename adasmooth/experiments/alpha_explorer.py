@@ -3,9 +3,8 @@ moves, its attacked accuracy read from a precomputed trade-off grid (:class:`ada
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
-from .. import data, evaluate, explorer, notebook, results
+from .. import data, evaluate, explorer, notebook, parameters, results
 from .base import Experiment, Figure, new
 
 log = logging.getLogger(__name__)
@@ -18,7 +17,7 @@ def alpha_explorer(namespace: dict) -> Experiment:
     (computed, or the one a run recorded when ``grid_from``) and the explorer over it, starting at α = ``alpha``:
     ``exp.explorer.widget``.  The metrics, the confusion and the figure follow the slider (those of its α when
     saved)."""
-    p = SimpleNamespace(**namespace)
+    p = parameters.bind(STEM, namespace)  # declared names only (adasmooth/parameters.py)
     nb = notebook.setup(STEM, namespace)  # parameters checked, seeded; g, h and the test images loaded
     attacks = p.attacks or list(evaluate.DEFAULT_ATTACKS)
     rows = _grid(p, nb, attacks)
@@ -48,7 +47,7 @@ def alpha_explorer(namespace: dict) -> Experiment:
     return exp
 
 
-def _grid(p: SimpleNamespace, nb: notebook.Setup, attacks: list[str]) -> list[dict]:
+def _grid(p: parameters.Values, nb: notebook.Setup, attacks: list[str]) -> list[dict]:
     """The trade-off grid: the one ``p.grid_from`` recorded (checked against these parameters and the models'
     sha256), else computed (:func:`evaluate.tradeoff_curve`)."""
     if p.grid_from:
@@ -59,7 +58,8 @@ def _grid(p: SimpleNamespace, nb: notebook.Setup, attacks: list[str]) -> list[di
                                    use_cache=p.use_attack_cache, progress=p.progress)
 
 
-def grid_params(p: SimpleNamespace) -> dict:
-    """The parameters a recorded grid must have been computed with to stand for notebook 06's ``p``."""
+def grid_params(p) -> dict:
+    """The parameters a recorded grid must have been computed with to stand for notebook 06's ``p`` (its
+    :func:`adasmooth.parameters.bind` view)."""
     return dict(dataset=p.dataset, g=p.g, h=p.h, norm=p.norm, eps=p.eps, steps=p.steps, n_eval=p.n_eval,
                 alphas=p.alphas, options=p.options, attacks=p.attacks or list(evaluate.DEFAULT_ATTACKS), seed=p.seed)

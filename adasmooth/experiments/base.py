@@ -26,11 +26,11 @@ NOT_RECORDED = frozenset({"device", "progress", "out_dir", "fig_dir", "zoo_root"
 
 
 def recorded_params(stem: str, namespace: dict) -> dict:
-    """Every parameter declared in notebook ``stem``'s parameters cell with its value in ``namespace``
+    """Every parameter declared for notebook ``stem`` (:mod:`adasmooth.parameters`) with its value in ``namespace``
     (the notebook's globals), except :data:`NOT_RECORDED`: what ``results.write(params=...)`` records."""
-    from ..pipeline.params import PROJECT, declared_parameters
+    from ..parameters import declared
 
-    names = declared_parameters(PROJECT / "notebooks" / f"{stem}.ipynb")
+    names = declared(stem)
     return {n: namespace[n] for n in names if n not in NOT_RECORDED and n in namespace}
 
 

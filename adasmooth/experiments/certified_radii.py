@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .. import certify, notebook, results
+from .. import certify, notebook, parameters, results
 from .base import Experiment, Figure, new
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def certified_radii(namespace: dict) -> Experiment:
     """Notebook 03 with its parameters ``namespace``: h's and the baseline's Monte-Carlo class probabilities
     (``n_samples`` noise draws per image), the matched α (unless ``alpha`` is given), the certified-accuracy
     curves on ``r_max``/200 steps, the crossing radius and each curve's largest certified radius."""
-    p = SimpleNamespace(**namespace)
+    p = parameters.bind(STEM, namespace)  # declared names only (adasmooth/parameters.py)
     nb = notebook.setup(STEM, namespace, models=("g", "h", "baseline"))  # g, h, baseline and the test images
     probs = _probabilities(p, nb)
     alpha, clean_mix, clean_b = _alpha(p, probs, nb.y)

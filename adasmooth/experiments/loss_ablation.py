@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from .. import ablation, comparison, learned, matched, notebook, results
+from .. import ablation, comparison, learned, matched, notebook, parameters, results
 from .base import Figure, new, one_axes
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def loss_ablation(namespace: dict):
     """The headline, the curves, the training curves and Table SM2 with the parameters of notebook 04 (its
     ``globals()``)."""
-    p = namespace
+    p = parameters.bind("04_loss_ablation", namespace)  # declared names only (adasmooth/parameters.py)
     nb = notebook.setup("04_loss_ablation", p)
     head = _headline(p, nb.device) if p["headline"] else None
     ladder = _ladder(p, nb.device) if p["headline"] and p["budget_ladder"] and p["ladder_mixers"] else None

@@ -3,9 +3,8 @@ same clean validation accuracy and attacked on the same test images (:func:`adas
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
-from .. import comparison, learned, methods, notebook, results
+from .. import comparison, learned, methods, notebook, parameters, results
 from .base import Experiment, Figure, new, one_axes
 
 log = logging.getLogger(__name__)
@@ -24,14 +23,14 @@ CONVERGED_TITLES = {"ladder": "Mixing methods on the attack-budget ladder: attac
 def mixing_methods(namespace: dict) -> Experiment:
     """Notebook 07 with its parameters ``namespace``: MixedNUTS's (s, p, c) fitted on the validation split (cached
     in the zoo folder), the three methods matched at ``curve_positions`` and attacked with the full attack set."""
-    p = SimpleNamespace(**namespace)
+    p = parameters.bind(STEM, namespace)  # declared names only (adasmooth/parameters.py)
     nb = notebook.setup(STEM, namespace, images=False)  # parameters checked, seeded; g, h loaded
     mix = p.headline_mix_overrides or None
     if p.learned_mixer is not None:  # shipped in data/zoo; trained here only when missing and train_missing
         learned.get_or_train(p.learned_mixer, train_if_missing=p.train_missing, root=p.zoo_root,
                              base_overrides=p.zoo_overrides or None, mixing_overrides=mix, device=nb.device,
                              progress=p.progress)
-    budget = comparison.Budget.of(namespace)
+    budget = comparison.Budget.of(p)
     doc = methods.compare(learned_name=p.learned_mixer, g=p.g, h=p.h, positions=p.curve_positions, n_test=p.n_eval,
                           budget=budget, nuts_percentile=p.nuts_percentile, nuts_grid=p.nuts_grid, nuts_k=p.nuts_k,
                           nuts_n_fit=p.nuts_n_fit, nuts_fit_steps=p.nuts_fit_steps, nuts_smooth=p.nuts_smooth,

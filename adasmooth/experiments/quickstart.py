@@ -3,9 +3,8 @@ attacked accuracy (per-image worst case over ``attacks``), from g alone (α = 0)
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
-from .. import evaluate, notebook, results
+from .. import evaluate, notebook, parameters, results
 from .base import Experiment, Figure, new
 
 log = logging.getLogger(__name__)
@@ -16,7 +15,7 @@ STEM = "00_quickstart"
 def quickstart(namespace: dict) -> Experiment:
     """Notebook 00 with its parameters ``namespace``: the trade-off curve of h^α at every α of ``alphas``
     (``evaluate.tradeoff_curve``, attack results replayed from the attack cache when ``use_attack_cache``)."""
-    p = SimpleNamespace(**namespace)
+    p = parameters.bind(STEM, namespace)  # declared names only (adasmooth/parameters.py)
     nb = notebook.setup(STEM, namespace)  # parameters checked, seeded; g, h and the test images loaded
     g_model, h_model = nb.models
     attacks = p.attacks or list(evaluate.DEFAULT_ATTACKS)

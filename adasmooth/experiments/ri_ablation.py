@@ -4,9 +4,8 @@ over the clean range that all curves of a panel share, :func:`adasmooth.curves.a
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
-from .. import curves, evaluate, notebook, resolve, results
+from .. import curves, evaluate, notebook, parameters, resolve, results
 from .base import Experiment, Figure, new
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ def ri_ablation(namespace: dict) -> Experiment:
     """Notebook 02 with its parameters ``namespace``: a trade-off curve per option of ``options`` and panel of
     ``panels`` (``evaluate.tradeoff_curve``, attack results replayed from the attack cache when
     ``use_attack_cache``), the areas under them and the best option per panel (ties listed)."""
-    p = SimpleNamespace(**namespace)
+    p = parameters.bind(STEM, namespace)  # declared names only (adasmooth/parameters.py)
     nb = notebook.setup(STEM, namespace, models=())  # parameters checked, seeded; the test images loaded
     panels = panels_of(p)
     unknown = [n for n in p.panels if n not in panels]

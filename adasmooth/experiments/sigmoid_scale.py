@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from .. import ablation, notebook
+from .. import ablation, notebook, parameters
 from .base import Figure, new
 
 log = logging.getLogger(__name__)
@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 def sigmoid_scale(namespace: dict):
     """Table SM3 with the parameters of notebook 05 (its ``globals()``): one row per Sigmoid scale."""
-    p = namespace
+    p = parameters.bind("05_sigmoid_scale", namespace)  # declared names only (adasmooth/parameters.py)
     nb = notebook.setup("05_sigmoid_scale", p)
     base = ablation.baseline(nb, p)
     model = ablation.network(p, nb.device, c_ce=p["c_ce"], c_bce=p["c_bce"], c_prod=p["c_prod"])

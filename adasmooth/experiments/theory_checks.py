@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
-from .. import certify, notebook, results, theory
+from .. import certify, notebook, parameters, results, theory
 from .base import Experiment, Figure, new
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ REGION_COLOURS = ["#c6dbef", "#fdd0a2", "#c7e9c0"]
 def theory_checks(namespace: dict) -> Experiment:
     """Notebook 01 with its parameters ``namespace``: Lemma 1 (``lemma_trials`` pairs per α), Theorems 1 and 2
     (``n_points`` toy points, toy h smoothed with ``toy_sigma``), Theorem 3 (``n_eval`` test images, PGD)."""
-    p = SimpleNamespace(**namespace)
+    p = parameters.bind(STEM, namespace)  # declared names only (adasmooth/parameters.py)
     nb = notebook.setup(STEM, namespace)  # parameters checked, seeded; g, h and the test images loaded
     lemma = [theory.lemma1_violations(p.lemma_trials, a, num_classes=nb.num_classes, seed=p.seed) for a in p.alphas]
     for r in lemma:

@@ -90,10 +90,10 @@ def _assigned_names(src) -> set[str]:
 
 
 def check_parameters(src: str | os.PathLike, params: dict) -> None:
-    """Raise ``ValueError`` naming every unknown, ill-typed or out-of-domain (``domains``) parameter of
+    """Raise ``ValueError`` naming every unknown, ill-typed or out-of-domain (``parameters.check``) parameter of
     ``params`` for notebook ``src``; the domains are checked on the values the notebook will run with
     (its defaults where ``params`` sets none)."""
-    from .. import domains
+    from .. import parameters
 
     decl = declared_parameters(src)
     problems = []
@@ -106,7 +106,7 @@ def check_parameters(src: str | os.PathLike, params: dict) -> None:
             problems.append(f"parameter {name!r} must be {want}, got {value!r}")
     if not problems:
         values = {n: d["default"] for n, d in decl.items()} | params
-        problems += domains.problems(Path(src).stem, values, list(decl))
+        problems += parameters.problems(Path(src).stem, values, list(decl))
     if problems:
         raise ValueError(f"{Path(src).name}: " + "; ".join(problems))
 
