@@ -141,6 +141,15 @@ def test_verdict_rule_decides_claim_b():
     sq_a, sq_c = torch.arange(100) < 60, (torch.arange(100) < 47) | ((torch.arange(100) >= 60) & (torch.arange(100) < 68))
     assert comparison.verdict(_doc(t, half, sq_a=sq_a, sq_c=sq_c), "m")["verdict"] == "inconclusive"
     assert comparison.verdict(_doc(t, half, sq_a=t, sq_c=half), "m")["verdict"] == "reproduced"
+    # on the ladder: the leader's number must have converged, else its lead is an upper bound
+    ladder = _doc(t, half)
+    ladder["methods"] = {"m": {"reading": {"converged": False}}, "constant": {"reading": {"converged": True}}}
+    assert comparison.verdict(ladder, "m")["verdict"] == "inconclusive"
+    ladder["methods"]["m"]["reading"]["converged"] = True
+    assert comparison.verdict(ladder, "m")["verdict"] == "reproduced"
+    behind = _doc(half, t)
+    behind["methods"] = {"m": {"reading": {"converged": False}}, "constant": {"reading": {"converged": True}}}
+    assert comparison.verdict(behind, "m")["verdict"] == "not reproduced"  # an upper bound already behind
     few = torch.arange(100) < 97
     assert comparison.verdict(_doc(t, few), "m")["verdict"] == "inconclusive"  # 3 discordant pairs: p = 0.25
 

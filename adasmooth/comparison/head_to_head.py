@@ -181,7 +181,8 @@ def verdict(doc: dict, learned_name: str, level: float = 0.05) -> dict:
       significantly ahead (a robustness claim is judged by the strongest evaluation that ran);
     - ``not reproduced``: α_θ is significantly behind on all images, or significantly behind on the Square
       subset after Square (a gain under gradient attacks that Square reverses was masked gradients);
-    - ``inconclusive``: anything else (ties included, and a lead that is no longer significant after Square).
+    - ``inconclusive``: anything else (ties included, and a lead that is no longer significant after Square),
+      and on the attack-budget ladder a lead whose leader has not converged (its number is an upper bound).
 
     ``square_gap_points``: how far Square lowered α_θ's accuracy on its subset below the gradient attacks.
     """
@@ -196,6 +197,11 @@ def verdict(doc: dict, learned_name: str, level: float = 0.05) -> dict:
     elif ahead and sq_ahead:
         v = "reproduced"
     else:
+        v = "inconclusive"
+    # on the attack-budget ladder: a lead read where the leader's attacked accuracy still moved is an upper bound
+    leader = learned_name if v == "reproduced" else "constant" if v == "not reproduced" else None
+    reading = (doc["methods"].get(leader) or {}).get("reading") if leader else None
+    if reading is not None and not reading["converged"]:
         v = "inconclusive"
     gap = doc["methods"][learned_name].get("square", {}).get("gap_points")
     return {"claim": "the learned α_θ beats the constant α at equal clean accuracy", "verdict": v,
