@@ -191,8 +191,8 @@ def _read(path):
 
 
 def differing(a, b, n: int) -> int:
-    """How many images two answers to the same question disagree on: per-image tensors and packed masks
-    (hex) are compared image by image, accuracies (floats) as round(|a - b|·n); the largest count over the
+    """How many images two answers to the same question disagree on: per-image tensors (one row per image) and
+    packed masks (hex) are compared image by image, accuracies (floats) as round(|a - b|·n); the largest count over the
     fields of a JSON answer."""
     if torch.is_tensor(a) or torch.is_tensor(b):
         a, b = torch.as_tensor(a), torch.as_tensor(b)
@@ -200,7 +200,8 @@ def differing(a, b, n: int) -> int:
             return n
         if a.dtype == torch.bool:
             return int((a != b).sum())
-        return int(((a.double() - b.double()).abs() > 1e-4).sum())
+        differs = (a.double() - b.double()).abs() > 1e-4
+        return int(differs.reshape(len(differs), -1).any(1).sum()) if differs.ndim > 1 else int(differs.sum())
     if isinstance(a, dict) and isinstance(b, dict):
         return max([differing(a.get(k), b.get(k), n) for k in set(a) | set(b) if k not in ("seconds", "cached")]
                    or [0])

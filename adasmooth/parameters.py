@@ -250,15 +250,17 @@ CERTIFIED_RADII = (
           profiles={"smoke": "fmnist-gauss-0.25", "paper": "cifar10-gauss-0.25-rn18"}),
     Param("sigma_baseline", "float", 0.25, "smoothing σ of the baseline", POSITIVE, {"smoke": 0.12, "paper": 0.25}),
     Param("alpha", "float|None", None, "α of h^α (None: match the baseline's clean accuracy)", ALPHA),
-    N_EVAL.but(profiles={"smoke": 40, "default": 500, "paper": 500}),
+    N_EVAL.but(profiles={"smoke": 40, "default": 200, "paper": 500}),
     Param("n_samples", "int", 1000, "noise draws per image", interval(2, integer=True),
-          {"smoke": 32, "default": 500, "paper": 10000}),
+          {"smoke": 32, "default": 10000, "paper": 10000}),
     Param("failure_prob", "float|None", 0.001, "Clopper-Pearson failure probability of the radii (None: plug-in "
           "estimates, as the paper)", interval(0, 1, lo_open=True, hi_open=True)),
     Param("r_max", "float", 2.0, "largest radius of the dense grid the curves are computed on (the figure's x range "
           "fits the curves)", POSITIVE),
     Param("radii_table", "list", [0.0, 0.25, 0.5, 1.0, 1.5], "radii listed in the table (the crossing and each "
           "curve's largest certified radius are added)", each(NON_NEGATIVE)),
+    PER_IMAGE_CACHE.but(help="reuse the noise votes cached by content (data/attack-cache): each (model, σ, draws, "
+                             "seed, images) is sampled once"),
     *RUN, *FOLDERS,
 )
 

@@ -93,6 +93,10 @@ def test_differing_counts_images_in_masks_packed_masks_and_accuracies():
     assert attack_cache.differing({"clean": p, "seconds": 3}, {"clean": q, "seconds": 9}, 64) == bits
     assert attack_cache.differing({"full": 0.5, "n": 200}, {"full": 0.515, "n": 200}, 200) == 3
     assert attack_cache.tolerance(200) == 2 and attack_cache.tolerance(99) == 0
+    votes = torch.tensor([[10, 0, 0], [4, 6, 0], [0, 0, 10]])  # per-image vote counts: rows are images
+    moved = votes.clone()
+    moved[1] = torch.tensor([5, 5, 0])  # one image, two of its counts
+    assert attack_cache.differing(votes, moved, 3) == 1 and attack_cache.differing(votes, votes, 3) == 0
 
 
 def test_a_calibrated_model_is_keyed_by_what_calibration_read(cache, g_model, h_model, test_batch, monkeypatch):

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .. import certify, notebook, parameters, results
+from .. import attack_cache, certify, notebook, parameters, results
 from .base import Experiment, Figure, new
 
 log = logging.getLogger(__name__)
@@ -36,11 +36,13 @@ def certified_radii(namespace: dict) -> Experiment:
                "clean_g": certify.mixed_accuracy(probs["g"], probs["h"], nb.y, 0.0),
                "clean_h": certify.mixed_accuracy(probs["g"], probs["h"], nb.y, 1.0), "n_eval": len(nb.y),
                "n_samples": p.n_samples, "max_radius_rs": max(float(v["rs"].max()) for v in c.cert.values()),
+               **{f"cap_{kind}_{'mix' if label == c.mix else 'baseline'}": r for label, caps in c.caps.items()
+                  for kind, r in caps.items()},
                **key_metrics}
     table = certify.radii_table(c.cert, c.key, p.radii_table)  # plus every crossing and largest certified radius
     return new(STEM, namespace, metrics=metrics, tables={"Certified accuracy (%) at ℓ2 radius r": table},
                data={"r_grid": c.r_grid, "lip": c.lip, "rs": c.rs}, inputs=nb.inputs,
-               figures=[Figure(STEM, lambda: _draw(c, len(nb.y)), _caption(p, len(nb.y)))])
+               figures=[Figure(STEM, lambda: _draw(c, len(nb.y)), _caption(p, len(nb.y), c.caps))])
 
 
 def _probabilities(p, nb) -> dict:
@@ -50,12 +52,25 @@ def _probabilities(p, nb) -> dict:
     x, bs = nb.x, p.batch_size
     with torch.no_grad():
         probs_g = torch.cat([g_model(x[i:i + bs]).softmax(1) for i in range(0, len(x), bs)])
-    probs_h = certify.Smooth(h_model, nb.num_classes, p.sigma_h).probabilities(x, p.n_samples, bs, seed=p.seed,
-                                                                               progress=p.progress)
-    probs_b = certify.Smooth(b_model, nb.num_classes, p.sigma_baseline).probabilities(x, p.n_samples, bs,
-                                                                                      seed=p.seed + 1,
-                                                                                      progress=p.progress)
+    probs_h = _votes(p, nb, h_model, "h", p.sigma_h, p.seed)
+    probs_b = _votes(p, nb, b_model, "baseline", p.sigma_baseline, p.seed + 1)
     return {"g": probs_g, "h": probs_h, "baseline": probs_b}
+
+
+def _votes(p, nb, model, name: str, sigma: float, seed: int) -> torch.Tensor:
+    """The RS classifier's Monte-Carlo class probabilities, ``Smooth.sample`` vote counts / ``n_samples``; the
+    counts are cached by content like the attacks (model weights, σ, draws, seed, batch, images), so the main job
+    replays them and its verification recomputes a sample."""
+    x, bs = nb.x, p.batch_size
+    entry = attack_cache.key({"what": "certify.Smooth.sample votes", "model": attack_cache.fingerprint(model),
+                              "sigma": sigma, "n": p.n_samples, "seed": seed, "batch_size": bs,
+                              "images": attack_cache.images_hash(x, nb.y)})
+    counts, _, _ = attack_cache.cached_values(
+        entry, lambda: certify.Smooth(model, nb.num_classes, sigma).sample(x, p.n_samples, bs, seed=seed,
+                                                                           progress=p.progress),
+        p.use_attack_cache, dtype=torch.int64,
+        what=f"noise votes of {name} (σ = {sigma:g}, {p.n_samples} draws) on {len(x)} images")
+    return counts.double() / p.n_samples
 
 
 def _alpha(p, probs: dict, y) -> tuple[float, float, float]:
@@ -80,15 +95,24 @@ def _curves(p, probs: dict, y, alpha: float) -> SimpleNamespace:
     lip = {k: certify.certified_accuracy(c["lip"], c["h_correct"], r_grid) for k, c in cert.items()}
     rs = {k: certify.certified_accuracy(c["rs"], c["h_correct"], r_grid) for k, c in cert.items()}
     key = certify.key_radii(r_grid, {"lip": lip, "rs": rs}, mix, base)
-    return SimpleNamespace(mix=mix, base=base, cert=cert, r_grid=r_grid, lip=lip, rs=rs, key=key)
+    # each curve's cap: the radius of a unanimous vote, the largest any image can reach with n_samples draws
+    one = torch.zeros(1, probs["h"].shape[1], dtype=torch.float64)
+    one[0, 0] = 1.0
+    caps = {label: {k: float(certify.mixed_certificates(one, one, torch.zeros(1, dtype=torch.long), a, sigma,
+                                                        **bound)[k][0]) for k in ("lip", "rs")}
+            for label, a, sigma in ((mix, alpha, p.sigma_h), (base, 1.0, p.sigma_baseline))}
+    return SimpleNamespace(mix=mix, base=base, cert=cert, r_grid=r_grid, lip=lip, rs=rs, key=key, caps=caps)
 
 
-def _caption(p, n: int) -> str:
-    """The figure's caption: images, no attack, the bands, noise draws and how the radii hold."""
+def _caption(p, n: int, caps: dict) -> str:
+    """The figure's caption: images, no attack, the bands, noise draws, how the radii hold and each curve's cap
+    (the radius of a unanimous vote: no image can be certified beyond it with this many draws)."""
     held = (f", radii hold with probability ≥ 1 - {p.failure_prob:g}" if p.failure_prob is not None
             else ", plug-in radii")
+    cap = "; ".join(f"{label}: Lipschitz {c['lip']:.3g}, RS {c['rs']:.3g}" for label, c in caps.items())
     return results.caption(n=n, attacks="none (certified ℓ2 radii)", interval=f"{results.INTERVAL} bands",
-                           extra=f"{p.n_samples} noise draws per image" + held)
+                           extra=f"{p.n_samples} noise draws per image{held}; the largest radius {p.n_samples} "
+                                 f"draws can certify (a unanimous vote): {cap}")
 
 
 def _draw(c: SimpleNamespace, n: int):
