@@ -50,3 +50,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def empty_attack_cache(monkeypatch, tmp_path):
+    """An empty attack cache under ``tmp_path`` (no verification, no progress file, fresh counters)."""
+    from adasmooth import attack_cache
+
+    monkeypatch.setenv("ADASMOOTH_DATA", str(tmp_path))
+    for k in ("ADASMOOTH_VERIFY_FRACTION", "ADASMOOTH_VERIFY_SEED", "ADASMOOTH_PROGRESS_FILE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(attack_cache, "stats", {k: ([] if k.endswith("_keys") else 0) for k in attack_cache.stats})
+    return tmp_path / "attack-cache"

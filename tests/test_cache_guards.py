@@ -13,12 +13,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("ADASMOOTH_DATA", str(tmp_path))
-    for k in ("ADASMOOTH_VERIFY_FRACTION", "ADASMOOTH_VERIFY_SEED", "ADASMOOTH_PROGRESS_FILE"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setattr(attack_cache, "stats", {k: ([] if k.endswith("_keys") else 0) for k in attack_cache.stats})
-    return tmp_path / "attack-cache"
+def cache(empty_attack_cache):
+    return empty_attack_cache
 
 
 def _mask(n=200, seed=0):

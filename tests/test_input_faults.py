@@ -148,12 +148,8 @@ def test_an_attack_that_drives_the_outputs_non_finite_is_refused():
 
 # ---- row 8: a malformed attack-cache entry ------------------------------------------------------
 @pytest.fixture
-def cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("ADASMOOTH_DATA", str(tmp_path))
-    for k in ("ADASMOOTH_VERIFY_FRACTION", "ADASMOOTH_VERIFY_SEED", "ADASMOOTH_PROGRESS_FILE"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setattr(attack_cache, "stats", {k: ([] if k.endswith("_keys") else 0) for k in attack_cache.stats})
-    return tmp_path / "attack-cache"
+def cache(empty_attack_cache):
+    return empty_attack_cache
 
 
 @pytest.mark.parametrize("field", ["clean", "correct", "per_attack"])
