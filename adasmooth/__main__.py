@@ -7,10 +7,12 @@ import logging
 import sys
 from pathlib import Path
 
+from . import app, attack_cache, data, learned, pipeline, results, shipped, zoo
+from .pipeline import cache_tools
+from .runtime import data_root
+
 
 def _zoo_list(args) -> int:
-    from . import results, zoo
-
     print(results.format_zoo_table(zoo.table(root=args.cache, dataset=None if args.all_datasets else "fashion-mnist",
                                      overrides=_overrides(args))))
     return 0
@@ -36,8 +38,6 @@ def _zoo_train(args) -> int:
     if not todo:
         print("name a zoo model or pass --all", file=sys.stderr)
         return 2
-    from . import learned
-
     mixers = [n for n in todo if n in learned.RECIPES]
     todo = [n for n in todo if n not in learned.RECIPES]
     for n in todo:
@@ -74,8 +74,6 @@ def _zoo_train(args) -> int:
 def _zoo_verify(args) -> int:
     from pathlib import Path
 
-    from . import shipped
-
     if args.cache is not None and not Path(args.cache).is_dir():
         raise FileNotFoundError(f"--cache {args.cache}: no such zoo cache folder")
     rows = shipped.verify(args.cache)
@@ -89,8 +87,6 @@ def _zoo_verify(args) -> int:
 
 
 def _zoo_ship(args) -> int:
-    from . import shipped
-
     files = shipped.ship(args.cache, training_threads=args.threads)
     print(f"{shipped.manifest_path(args.cache)}: {len(files)} files")
     return 0
@@ -99,8 +95,6 @@ def _zoo_ship(args) -> int:
 def _manual_placement(name: str, root) -> str:
     """Where torchvision's dataset class for ``name`` looks for its files under ``root``, and which."""
     import torchvision.datasets as tvd
-
-    from . import data
 
     cls = getattr(tvd, data.DATASETS[name][0])
     if hasattr(cls, "base_folder"):  # CIFAR-10/100: the extracted archive's folder
@@ -116,9 +110,6 @@ def _manual_placement(name: str, root) -> str:
 
 def _data_fetch(args) -> int:
     import urllib.error
-
-    from . import data
-    from .runtime import data_root
 
     data._check_name(args.name)
     try:  # a corrupt idx file: recopied from Debian's package, or removed so that it is downloaded again
@@ -148,14 +139,10 @@ def _data_fetch(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from . import pipeline
-
     return pipeline.main(args)
 
 
 def _cache_check(args) -> int:
-    from .pipeline import cache_tools
-
     rep = cache_tools.check(args.profile, only=args.only)
     print(rep.line())
     for stem, k in rep.missing.items():
@@ -172,9 +159,6 @@ def _cache_check(args) -> int:
 
 
 def _cache_verify(args) -> int:
-    from . import attack_cache
-    from .pipeline import cache_tools
-
     rep = cache_tools.verify(args.profile, only=args.only, fraction=args.sample, seed=args.seed,
                              keys=args.keys or None)
     n = sum(len(v) for v in rep.verified.values())
@@ -187,15 +171,11 @@ def _cache_verify(args) -> int:
 
 
 def _app(args) -> int:
-    from . import app
-
     return app.serve(profile=args.profile, ip=args.ip, port=args.port, grid_from=args.grid_from,
                      allow_remote=args.allow_remote)
 
 
 def _summary(args) -> int:
-    from . import pipeline
-
     path = pipeline.rewrite_summary(args.profile)
     print(path)
     if pipeline.update_readme(args.profile, path.parent):  # the README's generated results blocks (default profile)

@@ -18,8 +18,11 @@ import logging
 from dataclasses import dataclass
 
 from . import attack_cache, evaluate
-from .mixing_net import TRAIN_SHIFT
 from .adaptive import calibrate_constant_alpha, calibrate_range, calibrate_shift, robust_accuracy_adaptive
+from .learned import table_network
+from .mixing_net import TRAIN_SHIFT
+from .statistics import best_options
+from .tables import caption, table
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +111,6 @@ def grid(cells: dict, rows, cols, field: str, percent: bool = True) -> list[list
 
 def grid_table(cells: dict, rows, cols, field: str, *, row_name: str, col_names, percent: bool = True) -> dict:
     """:func:`grid` as a results table: a first column ``row_name`` holding the rows, then ``col_names``."""
-    from .tables import table
-
     return table([row_name, *col_names], [[r, *vals] for r, vals in zip(rows, grid(cells, rows, cols, field, percent))])
 
 
@@ -127,8 +128,6 @@ def best_metrics(cells: dict, n: int, name: str, range_width: float | None, key=
     """``best_<name>`` (the cell with the best full-threat accuracy on the same ``n`` images, and every cell whose
     95 % interval overlaps it, best first: ``statistics.best_options``; each as ``key(k)``) and ``best_pgd_full``;
     with ``range_width``, the same with the evaluation range (``range_best_<name>``, ``range_best_pgd_full``)."""
-    from .statistics import best_options
-
     out = {}
     for prefix, field in [("", "full")] + ([("range_", "range/full")] if range_width else []):
         best = best_options({k: value(r, field, percent=False) for k, r in cells.items()}, n)
@@ -140,8 +139,6 @@ def best_metrics(cells: dict, n: int, name: str, range_width: float | None, key=
 def attacks_caption(label: str, n: int, eps: float, norm: str) -> str:
     """The caption of a Table SM2/SM3 figure: ``n`` images, the attacks of :func:`evaluate_network` and of
     :func:`constant_baseline` (``label``: "PGD-20 + APGD-T"), intervals not drawn."""
-    from .tables import caption
-
     attacks = (f"{label} through α_θ (CE and margin, full and detached threats), PGD transferred from g and h, "
                "PGD on a softened-Sigmoid surrogate; the constant α: the same PGD, transfers and APGD-T")
     return caption(n=n, eps=eps, norm=norm, attacks=attacks, drawn=False)
@@ -201,8 +198,6 @@ def baseline(nb, p: dict) -> Baseline:
 def network(p: dict, device, *, c_ce: float, c_bce: float, c_prod: float):
     """The mixing network with loss weights (c_CE, c_BCE, c_prod) and the training parameters of a Tables SM2/SM3
     notebook ``p`` (:func:`learned.table_network`: shipped in the zoo, found by its configuration)."""
-    from .learned import table_network
-
     return table_network(p["g"], p["h"], eps=p["eps"], norm=p["norm"], epochs=p["epochs"],
                          batch_size=p["mix_batch_size"], c_ce=c_ce, c_bce=c_bce, c_prod=c_prod, n_train=p["n_train"],
                          steps_df=p["mix_steps_df"], width=p["mix_width"], momentum=p["mix_momentum"], seed=p["seed"],

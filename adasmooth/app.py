@@ -23,6 +23,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import explorer, parameters, pipeline
+from .experiments.alpha_explorer import grid_params
+
 log = logging.getLogger(__name__)
 
 NOTEBOOK = "06"
@@ -53,16 +56,11 @@ def check_address(ip: str, allow_remote: bool = False) -> bool:
 def check_grid(path, expected: dict | None = None) -> list[dict]:
     """The recorded grid in ``path`` (:func:`adasmooth.explorer.recorded_grid`: a notebook-06 results JSON,
     checked against the ``expected`` parameters); one-line ``FileNotFoundError`` / ``ValueError`` otherwise."""
-    from . import explorer
-
     return explorer.recorded_grid(path, **(expected or {}))
 
 
 def _expected_params(src, params: dict) -> dict:
     """The parameters notebook 06 checks a recorded grid against, for its declared defaults and ``params``."""
-    from . import parameters
-    from .experiments.alpha_explorer import grid_params
-
     return grid_params(parameters.bind(src.stem, dict(parameters.defaults(src.stem), **params)))
 
 
@@ -71,8 +69,6 @@ def prepare(folder, *, profile: str = "default", grid_from=None) -> Path:
     results; checked by :func:`check_grid`) and ``train_missing = False`` injected (papermill, not executed),
     written into ``folder``."""
     import papermill
-
-    from . import pipeline
 
     folder = Path(folder)
     p = pipeline.plan(profile, only=NOTEBOOK, out_root=folder / "results", fig_dir=folder / "figures")

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import data, learned, resolve, zoo
+from .adaptive import MixingConfig
+from .evaluate import ATTACKS
+from .mixing import OPTIONS
+from .train import TrainConfig
+
 
 @dataclass(frozen=True)
 class Domain:
@@ -32,8 +38,6 @@ def _int(v) -> bool:
 
 def classes(params: dict) -> int:
     """The class count of the notebook's ``dataset`` (10 when it is unknown)."""
-    from . import data
-
     ds = params.get("dataset", "fashion-mnist")
     return data.DATASETS[ds][3] if ds in data.DATASETS else 10
 
@@ -82,16 +86,12 @@ def at_least_classes() -> Domain:
 
 
 def dataset() -> Domain:
-    from . import data
-
     return choices(*data.DATASETS)
 
 
 def model() -> Domain:
     """A model spec whose zoo model (if it is one) is of the notebook's dataset."""
     def ok(v, p):
-        from . import resolve, zoo
-
         try:
             k = resolve.kind(v)
         except ValueError:
@@ -116,22 +116,16 @@ def keys_of(allowed: Callable[[], list], what: str) -> Domain:
 def zoo_keys():
     from dataclasses import fields
 
-    from .train import TrainConfig
-
     return [f.name for f in fields(TrainConfig)] + ["eval_n"]
 
 
 def mix_keys():
     from dataclasses import fields
 
-    from .adaptive import MixingConfig
-
     return [f.name for f in fields(MixingConfig)]
 
 
 def learned_names():
-    from . import learned
-
     return list(learned.RECIPES)
 
 
@@ -151,14 +145,10 @@ def device() -> Domain:
 
 
 def attacks() -> Domain:
-    from .evaluate import ATTACKS
-
     return each(choices(*ATTACKS))
 
 
 def options() -> Domain:
-    from .mixing import OPTIONS
-
     return each(choices(*OPTIONS))
 
 

@@ -21,9 +21,10 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import torch
 
 from . import checkpoint, data
+from .attack_cache import cached_doc, fingerprint, images_hash, pack, unpack
 from .attacks import NORMS, apgd_targeted, autoattack, model_output, pgd, pgd_targeted, predict, worst_case
-from .mixing import LABELS, OPTIONS, check_alpha  # noqa: F401 - OPTIONS, LABELS: also read as evaluate.*
-from .mixing import get as get_mixer
+from .mixing import (LABELS, OPTIONS, check_alpha,  # noqa: F401 - OPTIONS, LABELS: also read as evaluate.*
+                     get as get_mixer)
 from .runtime import batches, get_device, progress_bar
 
 log = logging.getLogger(__name__)
@@ -246,8 +247,6 @@ def _named_attacks(g, h, x, y, attacks, common: dict, apgd: dict, n_targets: int
 
 
 def _cache_question(g, h, x, y, attacks, common: dict, apgd: dict, n_targets: int) -> dict:
-    from .attack_cache import fingerprint, images_hash
-
     for name, m in (("g", g), ("h", h)):
         if not hasattr(m, "state_dict"):
             raise ValueError(f"use_cache=True needs {name} to be a torch module (its weights are the cache key)")
@@ -269,8 +268,6 @@ def _row_masks(mix, x, y, attack_fns, batch_size: int, dev, question: dict | Non
         t0 = time.perf_counter()
         masks = compute()
         return masks, time.perf_counter() - t0, False
-    from .attack_cache import cached_doc, pack, unpack
-
     def packed():
         m = compute()
         return {"clean": pack(m["clean"]), "correct": pack(m["correct"]),

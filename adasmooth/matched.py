@@ -13,17 +13,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from . import learned
 from .attack_cache import fingerprint
 from .comparison import Budget, _masks_doc, evaluate, finish_axes, mcnemar, test_images, verdict
 from .mixing import MixedClassifier
+from .runtime import get_device
+from .tables import table
 
 log = logging.getLogger(__name__)
 
 
 def _position_models(name: str, p: float, *, root, base_overrides, mixing_overrides, device):
     """``(adaptive model, its identity, constant α, validation summary)`` at position ``p``."""
-    from . import learned
-
     r = learned.recipe(name)
     model = learned.get(name, root=root, base_overrides=base_overrides, mixing_overrides=mixing_overrides,
                         device=device)
@@ -52,8 +53,6 @@ def curves(*, learned_name: str = "fmnist-adaptive", positions=(0.25, 0.5, 0.75)
     fill the attack cache from several processes).
     """
     from . import learned, zoo
-    from .runtime import get_device
-
     device = get_device(device)
     if not positions or any(not 0.0 <= float(p) <= 1.0 for p in positions):
         raise ValueError(f"positions must be a non-empty list of values in [0, 1], got {positions!r}")
@@ -124,8 +123,6 @@ def _point_doc(position: float, learned_name: str, res: dict, alpha: float, val:
 
 def curve_tables(doc: dict) -> dict:
     """The curves' tables (``tables.table`` dicts): per point and method, and the paired tests."""
-    from .tables import table
-
     def pct(s):
         return f"{100 * s['acc']:.1f} [{100 * s['low']:.1f}, {100 * s['high']:.1f}]"
 

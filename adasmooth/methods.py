@@ -20,12 +20,17 @@ import dataclasses
 import logging
 import time
 
-
-from . import nuts
+from . import data, learned, nuts, zoo
+from .adaptive import calibrate_constant_alpha
 from .attack_cache import fingerprint, images_hash
 from .attacks import predict
 from .comparison import Budget, _masks_doc, evaluate, mcnemar, test_images
+from .comparison.convergence import _with_interval, ladder, reading
+from .matched import _position_models, plot_curves
 from .mixing import MixedClassifier
+from .runtime import get_device
+from .statistics import summary
+from .tables import table
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +78,6 @@ def compare(*, learned_name: str | None = "fmnist-adaptive", g: str = "fmnist-st
     per image) and ``point["converged"]`` holds every rung, the convergence reading, McNemar on the final masks
     and the verdict there.  With ``endpoints``, g and h alone under the constant-α attacks.  ``use_cache``: the per-image attack cache (:func:`comparison.evaluate`); ``cache_fit``: the NUTS
     fit's JSON in the zoo folder ``root``."""
-    from . import data, zoo
-    from .runtime import get_device
-
     device = get_device(device)
     _check_compare(learned_name, g, h, positions)
     dataset = zoo.recipe(g).dataset
@@ -124,8 +126,6 @@ def compare(*, learned_name: str | None = "fmnist-adaptive", g: str = "fmnist-st
 
 def _check_compare(learned_name: str | None, g: str, h: str, positions) -> None:
     """The positions must lie in [0, 1] and the learned mixer (if any) must mix ``g`` and ``h``."""
-    from . import learned
-
     if not positions or any(not 0.0 <= float(p) <= 1.0 for p in positions):
         raise ValueError(f"positions must be a non-empty list of values in [0, 1], got {positions!r}")
     if learned_name is not None:
@@ -155,9 +155,6 @@ def _constant_and_learned(learned_name: str | None, p: float, gm, hm, xv, yv, bu
     """The constant α and (unless ``learned_name`` is None) α_θ at position ``p``: ``(models, costs, target,
     val)`` with models ``name -> (model, fingerprint, knob)``, the constant α first.  With α_θ, the constant α
     is the one its head was chosen with; without, it is bisected to the target on the validation split."""
-    from .adaptive import calibrate_constant_alpha
-    from .matched import _position_models
-
     models, costs = {}, {}
     if learned_name is not None:
         t0 = time.perf_counter()
@@ -209,9 +206,6 @@ def _converged(models: dict, masks: dict, x, y, budget: Budget, steps, shards: i
     """Every method at one point on the attack-budget ladder, from its base-set worst case: per method the rungs
     and the convergence reading (:func:`comparison.convergence.reading`), McNemar of every pair on the final
     masks, and :func:`point_verdict` there."""
-    from .comparison.convergence import _with_interval, ladder, reading
-    from .statistics import summary
-
     out, finals = {"steps": list(steps), "shards": shards, "n": len(y), "methods": {}}, {}
     for name, (model, ident, _) in models.items():
         lad = ladder(model, x, y, budget, identity=ident, survivors=masks[name]["worst"], steps=steps, shards=shards,
@@ -254,8 +248,6 @@ def _all_pairs(masks: dict) -> dict:
 def tables(doc: dict) -> dict:
     """The comparison's tables (``tables.table`` dicts): per point and method (with cost), the paired
     tests, and the verdicts."""
-    from .tables import table
-
     rows, prow, vrow = [], [], []
     for pt in doc["points"]:
         for name, m in pt["methods"].items():
@@ -287,8 +279,6 @@ def tables(doc: dict) -> dict:
 def converged_tables(doc: dict) -> dict:
     """The methods on the attack-budget ladder (``results.table`` dicts), per position: attacked accuracy per
     rung with its convergence reading, and the paired tests with the verdict on the final masks."""
-    from .tables import table
-
     rows, prow = [], []
     steps = next((pt["converged"]["steps"] for pt in doc["points"] if "converged" in pt), [])
     for pt in doc["points"]:
@@ -315,6 +305,4 @@ def converged_tables(doc: dict) -> dict:
 def plot(doc: dict, ax=None):
     """Attacked vs clean (test) accuracy of each method over the matched points, 95 % intervals
     (:func:`matched.plot_curves`)."""
-    from .matched import plot_curves
-
     return plot_curves(doc, ax, title="constant α, learned α_θ and MixedNUTS", label=str)

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .models import PreActBlock
+from .taps import with_taps
 
 TRAIN_SCALE, TRAIN_SHIFT = 2.0, 0.4
 CLAMP_STD = 0.6
@@ -166,7 +167,5 @@ def straight_through(net: MixingNetwork):
 def for_models(g, h, **kwargs) -> MixingNetwork:
     """A mixing network sized for the taps of classifiers ``g`` and ``h`` (a model without ``tap_channels``:
     those of its default tap layers, :func:`adasmooth.taps.with_taps`)."""
-    from .taps import with_taps
-
     g, h = with_taps(g), with_taps(h)
     return MixingNetwork(g_taps=g.tap_channels, h_taps=h.tap_channels, **kwargs)

@@ -35,7 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import checkpoint
+from . import checkpoint, zoo
+from .attacks import pgd
 from .calibration import bisect_to_accuracy, check_target
 from .mixing import PairShape, check_alpha, mix_log_probs
 from .runtime import batches, get_device
@@ -211,8 +212,6 @@ def fit(g: nn.Module, h: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, *,
     ``s``, ``p``, ``c``, ``k``, its ``cutoff`` and the authors' ``alpha_cutoff`` = 1/(1 + cutoff), the
     objective, the image counts, every grid point's objective and cutoff, and the seconds taken.
     """
-    from .attacks import pgd
-
     grid = _check_fit(x_val, y_val, eps=eps, percentile=percentile, grid=grid, k=k, steps=steps)
     device = get_device(device)
     t0 = time.perf_counter()
@@ -296,8 +295,6 @@ def _images_sha(x, y) -> str:
 def fit_path(g: nn.Module, h: nn.Module, x_val, y_val, root=None, **config):
     """Where :func:`get_or_fit` caches the fit: ``<zoo>/nuts-<hash>.json``, the hash over g's and h's
     weights (sha256), the images and the fit configuration (:func:`checkpoint.config_hash`)."""
-    from . import zoo
-
     key = {"g_sha256": _weights_sha(g), "h_sha256": _weights_sha(h), "images": _images_sha(x_val, y_val),
            "config": config}
     return zoo.cache_dir(root) / f"nuts-{checkpoint.config_hash(key)}.json"

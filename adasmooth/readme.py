@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from . import results, verdicts
+from . import results, verdicts, zoo
+from .checkpoint import atomic_write_bytes
 
 PROJECT = Path(__file__).resolve().parents[1]
 README = PROJECT / "README.md"
@@ -323,8 +324,6 @@ def _methods_block(docs: dict, profile: str) -> list[str]:
 
 def _zoo_block(profile: str) -> list[str]:
     """The shipped base models with their recorded metrics (data/zoo metadata; the default profile's zoo)."""
-    from . import zoo
-
     lines = [GENERATED.format(profile=profile).replace(f"results/{profile}", "data/zoo"), "",
              "| name | recipe | clean % [95 % CI] | robust % [95 % CI] | noisy % [95 % CI] | train + eval (s, one thread) |",
              "|---|---|---|---|---|---|"]
@@ -411,8 +410,6 @@ def replace(text: str, rendered: dict[str, str]) -> str:
 def update(readme=None, folder=None, profile: str = "default") -> bool:
     """Rewrite the generated blocks of ``readme`` (default: README.md and every page of :data:`PAGES`) from the
     results in ``folder``; True when a file changed."""
-    from .checkpoint import atomic_write_bytes
-
     pages = [Path(readme)] if readme else [PROJECT / p for p in PAGES]
     rendered, changed = None, False
     for page in pages:

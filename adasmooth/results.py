@@ -18,7 +18,8 @@ import os
 import platform
 from pathlib import Path
 
-from . import checkpoint
+from . import attack_cache, checkpoint
+from .runtime import __version__, project_root
 from .tables import INTERVAL, NORMS, _cell, caption, markdown_table, table  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
@@ -80,14 +81,10 @@ def write(out_dir: str | os.PathLike | None, name: str, *, params: dict, metrics
     ``out_dir`` None: the project's ``results/interactive``."""
     import torch
 
-    from .runtime import __version__
-
     out = output_dir(out_dir)
     for t, tab in (tables or {}).items():
         if set(tab) != {"columns", "rows"}:
             raise ValueError(f"tables[{t!r}] must be made by results.table(columns, rows)")
-    from . import attack_cache
-
     doc = {
         "name": name,
         "params": params,
@@ -108,8 +105,6 @@ def write(out_dir: str | os.PathLike | None, name: str, *, params: dict, metrics
 def _relative_paths(obj):
     """Every string of ``obj`` that is an absolute path inside the project folder, made relative to it (no
     machine's paths in committed results)."""
-    from .runtime import project_root
-
     root = str(project_root().resolve()) + os.sep
     if isinstance(obj, dict):
         return {k: _relative_paths(v) for k, v in obj.items()}
@@ -125,8 +120,6 @@ def _relative_file(record):
     paths in committed results)."""
     if not isinstance(record, dict) or not isinstance(record.get("file"), str):
         return record
-    from .runtime import project_root
-
     f = Path(record["file"])
     try:
         return {**record, "file": f.resolve().relative_to(project_root().resolve()).as_posix()}

@@ -26,6 +26,9 @@ import sys
 import types
 from pathlib import Path
 
+from . import checkpoint
+from .runtime import data_root, get_device
+
 log = logging.getLogger(__name__)
 
 PREFIX = "robustbench:"
@@ -60,8 +63,6 @@ def model_dir() -> Path:
     env = os.environ.get("ADASMOOTH_ROBUSTBENCH_DIR")
     if env:
         return Path(env)
-    from .runtime import data_root
-
     return Path(data_root()) / "robustbench"
 
 
@@ -134,9 +135,6 @@ def load(spec: str, root: str | os.PathLike | None = None, device=None):
     """``(model, record)``: the eval-mode RobustBench model of ``spec`` (weights under ``root``, default
     :func:`model_dir`) and its input record ``{"spec", "kind": "robustbench", "dataset", "threat", "name", "file",
     "sha256", "files"}``.  The model gets ``num_classes`` and ``in_channels`` (3) attributes."""
-    from . import checkpoint
-    from .runtime import get_device
-
     parts = parse(spec)
     root = Path(root if root is not None else model_dir())
     _entry(parts)  # ValueError for a name RobustBench does not know
@@ -172,7 +170,5 @@ def load(spec: str, root: str | os.PathLike | None = None, device=None):
 
 def files_unchanged(record: dict) -> bool:
     """Whether every weights file of a ``robustbench`` input record still exists with the same sha256."""
-    from . import checkpoint
-
     files = record.get("files") or {}
     return bool(files) and all(Path(f).is_file() and checkpoint.sha256_file(f) == s for f, s in files.items())

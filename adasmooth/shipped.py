@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, data, runtime, zoo
+from .adaptive import AdaptiveMixedClassifier
+from .mixing_net import for_models
 from .runtime import batches
 
 log = logging.getLogger(__name__)
@@ -107,9 +109,6 @@ def clean_accuracy(model, dataset: str, n: int = CHECK_N) -> float:
 
 
 def _mixnet_model(meta: dict, root=None):
-    from .adaptive import AdaptiveMixedClassifier
-    from .mixing_net import for_models
-
     ident = meta["config"]
     g = _zoo_model(ident["g"]["name"], f"{ident['g']['name']}-{ident['g']['config_hash']}", root)
     h = _zoo_model(ident["h"]["name"], f"{ident['h']['name']}-{ident['h']['config_hash']}", root)

@@ -7,6 +7,9 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from ..statistics import accuracy
+from ..tables import table
+
 
 def certified_accuracy(radii, correct, r_grid) -> np.ndarray:
     """Fraction of inputs that are correct and certified at radius r, for each r in ``r_grid``.
@@ -37,8 +40,6 @@ def largest_certified_radius(r_grid, acc) -> tuple[float, bool]:
 def curve_interval(acc, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Pointwise 95 % Clopper-Pearson intervals (low, high) of a certified-accuracy curve measured on ``n``
     images (each point an accuracy k/n; :func:`adasmooth.verdicts.accuracy`)."""
-    from ..statistics import accuracy
-
     pts = [accuracy(float(a), n) for a in np.asarray(acc, dtype=np.float64)]
     return np.array([p.low for p in pts]), np.array([p.high for p in pts])
 
@@ -97,8 +98,6 @@ def radii_table(cert: Mapping[str, Mapping], key: Mapping[str, Mapping], radii) 
     bound's crossing radius (``key``, :func:`key_radii`), then the certified accuracy (%) at ``radii``
     together with every crossing and largest radius (:func:`table_radii`), so the table resolves each
     curve's end and the crossing."""
-    from ..tables import table
-
     rs = table_radii(radii, key)
 
     def fmt(r):

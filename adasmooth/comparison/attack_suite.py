@@ -17,10 +17,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..adaptive import attack_adaptive
 from ..attacks import autoattack, pgd
 from ..mixing import MixedClassifier
+from ..mixing_net import straight_through
 from ..runtime import batches
-
+from ..tables import caption
 
 FAMILIES = ("base", "strong")
 STRONG_EVASION_WEIGHTS = (0.5, 0.8, 0.9, 0.95, 1.0)
@@ -80,16 +82,12 @@ class Budget:
 
     def caption(self, n: int) -> str:
         """The caption line of a figure attacked with this budget's full set on ``n`` images."""
-        from ..tables import caption
-
         full_set = (f"the full attack set (comparison.attack_set), Square ({self.square_queries} queries) on "
                     f"{self.square_n} of the images")
         return caption(n=n, eps=self.eps, norm=self.norm, attacks=full_set)
 
 
 def _with_alpha_term(model, base: str, w: float, threat: str, budget: Budget, **kw):
-    from ..adaptive import attack_adaptive
-
     def attack(x, y):
         return attack_adaptive(model, x, y, threat=threat, eps=budget.eps, steps=budget.steps, norm=budget.norm,
                                loss=base, alpha_weight=w, seed=budget.seed, batch_size=budget.batch_size,
@@ -112,8 +110,6 @@ def _two_phase(model, budget: Budget, w2: float = 0.0):
     """Detector evasion: a first phase pushes α_θ toward g only (w = 1), a second attacks the mixture from that
     point, inside the same ε-ball, with loss (1 - w2)·CE + w2·BCE(γ, 1).  ``base``: half the steps in each phase
     and w2 = 0; ``strong``: ``steps`` in each phase."""
-    from ..adaptive import attack_adaptive
-
     def attack(x, y):
         first = max(1, budget.steps // 2) if budget.family == "base" else budget.steps
         second = (budget.steps - first or 1) if budget.family == "base" else budget.steps
@@ -136,8 +132,6 @@ def _two_phase(model, budget: Budget, w2: float = 0.0):
 def _targeted_evasion(model, rank: int, budget: Budget, w: float = 0.5):
     """Evasion toward the ``rank``-th most likely wrong class on the clean input: (1 - w)·(-CE to it) +
     w·BCE(γ, 1), through α_θ; success means reaching that class."""
-    from ..adaptive import attack_adaptive
-
     def attack(x, y):
         with torch.no_grad():
             z = torch.cat([model(x[sl]) for sl in batches(len(x), budget.batch_size)])
@@ -151,8 +145,6 @@ def _targeted_evasion(model, rank: int, budget: Budget, w: float = 0.5):
 
 def _bpda(model, loss: str, w: float, budget: Budget):
     """PGD through α_θ with the Sigmoid's gradient replaced by a straight-through one (:func:`straight_through`)."""
-    from ..mixing_net import straight_through
-
     inner = _with_alpha_term(model, loss, w, "full", budget)
 
     def attack(x, y):

@@ -3,13 +3,16 @@ diagnostics, the class-balanced test images."""
 from __future__ import annotations
 
 import logging
+
 import torch
 
+from .. import data
+from ..adaptive import attack_adaptive
 from ..attack_cache import cached_values, images_hash, key
 from ..attacks import predict
 from ..runtime import batches, progress_bar
-from .attack_suite import Budget, attack_set
 from ..statistics import auc, summary
+from .attack_suite import Budget, attack_set
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +93,6 @@ def _masks_doc(res: dict) -> dict:
 def diagnostics(model, x, y, budget: Budget, *, identity: str, use_cache: bool = True) -> dict:
     """α_θ on clean test images and on two attacks' examples (all images): quantiles and the AUC with
     which α_θ separates attacked from clean inputs (α_θ values cached by content like the attacks)."""
-    from ..adaptive import attack_adaptive
-
     levels = [0.05, 0.25, 0.5, 0.75, 0.95]
     qs = torch.tensor(levels, dtype=torch.float64)
     a_clean = alpha_values(model, x)
@@ -112,8 +113,6 @@ def diagnostics(model, x, y, budget: Budget, *, identity: str, use_cache: bool =
 def test_images(dataset: str, n_test: int, budget: Budget, device):
     """``(x, y, square_positions)``: ``n_test`` class-balanced test images (seed ``budget.seed``) and the
     class-balanced positions of Square's ``budget.square_n``-image subset among them (None if 0)."""
-    from .. import data
-
     k = data.info(dataset)["num_classes"]
     if n_test < k:
         raise ValueError(f"n_test must be at least the class count {k}, got {n_test}")

@@ -21,9 +21,13 @@ from dataclasses import replace
 
 import torch
 
+from .. import zoo
+from ..runtime import get_device
+from ..statistics import interval, mcnemar, summary
+from ..tables import table
 from .attack_suite import Budget
 from .cached_run import evaluate, test_images
-from ..statistics import interval, mcnemar, summary
+from .head_to_head import _learned_models, _runs, pct, verdict
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +126,6 @@ def run(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at", learned_names=
     ``only_shard`` restrict the work (filling the cache from several processes).  ``method_steps`` (name ->
     budgets, each one of ``steps``) lets a method climb only part of the ladder; its reading follows the same
     rule on the rungs it ran, and each method records the ``steps`` it climbed."""
-    from .. import zoo
-    from ..runtime import get_device
-    from .head_to_head import _learned_models, _runs, verdict
-
     device = get_device(device)
     models = _learned_models(g, h, learned_names, n_test, root=root, base_overrides=base_overrides,
                              mixing_overrides=mixing_overrides, device=device)
@@ -166,9 +166,6 @@ def run(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at", learned_names=
 
 def ladder_tables(doc: dict) -> dict:
     """The ladder as ``tables.table`` dicts: attacked accuracy per method and budget, and the paired tests."""
-    from ..tables import table
-    from .head_to_head import pct
-
     steps = doc["steps"]
     rows = []
     for name, m in doc["methods"].items():

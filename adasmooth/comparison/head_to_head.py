@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from .. import zoo
 from ..attack_cache import fingerprint
 from ..mixing import MixedClassifier
+from ..runtime import get_device
+from ..statistics import mcnemar
+from ..tables import table
 from .attack_suite import Budget
 from .cached_run import _masks_doc, diagnostics, evaluate, test_images
-from ..statistics import mcnemar
 
 
 def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
@@ -26,9 +29,6 @@ def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
     "constant" included) limits the run to those (e.g. to fill the attack cache from several processes);
     a pair needs both of its methods.
     """
-    from .. import zoo
-    from ..runtime import get_device
-
     device = get_device(device)
     models = _learned_models(g, h, learned_names, n_test, root=root, base_overrides=base_overrides,
                              mixing_overrides=mixing_overrides, device=device)
@@ -105,8 +105,6 @@ def pct(s: dict) -> str:
 
 def headline_tables(doc: dict) -> dict:
     """The headline's tables (``tables.table`` dicts): per method, and the paired tests."""
-    from ..tables import table
-
     rows = []
     for name, m in doc["methods"].items():
         sq = m.get("square")

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
+from ..attacks import logit_margin, pgd
 from ..runtime import get_device, progress_bar
 
 log = logging.getLogger(__name__)
@@ -313,8 +314,6 @@ def pgd_per_input(model, x, y, *, eps: float, steps: int, norm: str = "linf", st
                   restarts: int = 1, chunk_size: int = 100, seed: int = 0, progress: bool = False) -> dict:
     """Sharded PGD: per input, ``clean`` / ``robust`` correctness and the adversarial margin
     z_y - max_{i≠y} z_i of ``model`` at the PGD point (inputs in order, on every rank)."""
-    from ..attacks import logit_margin, pgd
-
     dev = next(model.parameters()).device
 
     def one_chunk(xb, yb, seed):

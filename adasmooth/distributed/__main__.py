@@ -16,12 +16,11 @@ import time
 
 import torch.distributed
 
+from .. import zoo
 from . import cleanup, device, init_from_env, is_main, pgd_per_input, rank, world_size
 
 
 def _cli_train(args) -> int:
-    from .. import zoo
-
     overrides = json.loads(args.overrides) if args.overrides else None
     if zoo.is_cached(args.name, overrides, args.cache) and not args.force:
         meta = zoo.metadata(args.name, overrides, args.cache)

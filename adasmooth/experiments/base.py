@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .. import results
+from ..parameters import declared
+
 log = logging.getLogger(__name__)
 
 #: notebook stem -> the procedure's (module and function) name
@@ -28,8 +31,6 @@ NOT_RECORDED = frozenset({"device", "progress", "out_dir", "fig_dir", "zoo_root"
 def recorded_params(stem: str, namespace: dict) -> dict:
     """Every parameter declared for notebook ``stem`` (:mod:`adasmooth.parameters`) with its value in ``namespace``
     (the notebook's globals), except :data:`NOT_RECORDED`: what ``results.write(params=...)`` records."""
-    from ..parameters import declared
-
     names = declared(stem)
     return {n: namespace[n] for n in names if n not in NOT_RECORDED and n in namespace}
 
@@ -79,8 +80,6 @@ class Experiment:
         in markdown; the figures' paths are kept for :meth:`save` (``figure_paths``)."""
         import matplotlib.pyplot as plt
 
-        from .. import results
-
         self.figure_paths = []
         for f in self.figures:
             fig = f.draw()
@@ -99,8 +98,6 @@ class Experiment:
 
     def save(self) -> Path:
         """Write the results JSON (after :meth:`show`, which saves the figures it lists); return its path."""
-        from .. import results
-
         if self.figures and not self.figure_paths:
             self.show(tables=False, display=False)
         return results.write(self.out_dir, self.name, params=self.params, metrics=self.metrics, tables=self.tables,

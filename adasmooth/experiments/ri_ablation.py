@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from .. import curves, evaluate, notebook, parameters, resolve, results
+from .. import curves, evaluate, notebook, parameters, resolve, results, verdicts
 from .base import Experiment, Figure, new
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,6 @@ def _panel(p, panel: dict, nb, inputs: dict) -> tuple[list[dict], dict]:
 
 def _best(p, areas: dict, n: int) -> dict:
     """The best option per panel, and every option whose 95 % interval overlaps it (a tie lists them all)."""
-    from .. import verdicts
-
     return {f"best_{name}": verdicts.best_options({o: areas[name][o] for o in p.options}, n) for name in p.panels}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from .. import ablation, notebook, parameters
+from ..results import table
 from .base import Figure, new
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,6 @@ def sigmoid_scale(namespace: dict):
 
 def _table(per_scale: dict, range_width: float | None) -> dict:
     """Table SM3: per scale its shift and accuracies (%), and with ``range_width`` the same with the range."""
-    from ..results import table
-
     fields = [("shift", False), ("clean", True), ("full", True), ("worst", True)]
     columns = ["scale", "shift", "clean %", "full threat %", "worst of both threats %"]
     if range_width:

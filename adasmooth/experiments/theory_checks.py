@@ -10,6 +10,8 @@ import logging
 from types import SimpleNamespace
 
 from .. import certify, notebook, parameters, results, theory
+from ..attacks import pgd, predict
+from ..mixing import MixedClassifier
 from .base import Experiment, Figure, new
 
 log = logging.getLogger(__name__)
@@ -66,8 +68,6 @@ def _radius_checks(p, toy) -> list[dict]:
 
 def _theorem3(p, nb) -> dict:
     """The oracle α(·) on clean images and on PGD examples crafted against g and against h."""
-    from ..attacks import pgd
-
     (g_model, h_model), x, y = nb.models, nb.x, nb.y
     attack = dict(eps=p.eps, steps=p.steps, norm=p.norm, seed=p.seed, batch_size=p.batch_size)
     sets = {"clean": x, "PGD on g": pgd(g_model, x, y, **attack), "PGD on h": pgd(h_model, x, y, **attack)}
@@ -108,9 +108,6 @@ def _draw_regions(p, toy):
     """Regions of h^α (colours) and certified ℓ2 disks (every 4th point), one column per α of ``draw_alphas``,
     Theorem 1 on top and Theorem 2 below."""
     import matplotlib.pyplot as plt
-
-    from ..attacks import predict
-    from ..mixing import MixedClassifier
 
     grid = theory.grid(p.grid_side)
     fig, axes = plt.subplots(2, len(p.draw_alphas), figsize=(4.2 * len(p.draw_alphas), 8.4), squeeze=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 
-from .. import attack_cache
+from .. import attack_cache, experiments
 from .params import declared_parameters, plan
 
 
@@ -52,8 +52,6 @@ def namespaces(profile: str, only=None):
 
 
 def _procedure(stem: str):
-    from .. import experiments
-
     return getattr(experiments, stem[3:])
 
 

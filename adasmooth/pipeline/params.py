@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import profiles, resolve, results, zoo
+from .. import parameters, profiles, resolve, results, zoo
 
 PROJECT = Path(__file__).resolve().parent.parent.parent
 
@@ -93,8 +93,6 @@ def check_parameters(src: str | os.PathLike, params: dict) -> None:
     """Raise ``ValueError`` naming every unknown, ill-typed or out-of-domain (``parameters.check``) parameter of
     ``params`` for notebook ``src``; the domains are checked on the values the notebook will run with
     (its defaults where ``params`` sets none)."""
-    from .. import parameters
-
     decl = declared_parameters(src)
     problems = []
     unknown = sorted(set(params) - set(decl))

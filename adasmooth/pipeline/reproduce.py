@@ -9,12 +9,12 @@ import os
 import time
 from pathlib import Path
 
-from .. import profiles, resolve, results, zoo
-from . import params as _params
-from . import runlock
+from .. import profiles, resolve, results, shipped, zoo
+from ..runtime import cpu_cores
+from . import params as _params, runlock
 from .execute import Outcome, _kept_result
-from .progress import Heartbeat
 from .params import Plan, fingerprint, is_current, model_specs, plan, select
+from .progress import Heartbeat
 from .scheduler import _notebook_jobs, _run_serial, _run_side_by_side, _trained_seconds
 from .summary import update_readme, write_summary
 
@@ -78,8 +78,6 @@ def run(profile: str | profiles.Profile, *, only=None, force: bool = False, devi
     Every kernel recomputes a seeded ``verify_fraction`` of the cached attack answers it reads (at least the
     first) and fails on one that its recomputation contradicts (:mod:`adasmooth.attack_cache`); a line at
     each notebook's start and end and every 30 s shows the progress (:mod:`.progress`)."""
-    from .. import shipped
-
     prof = profiles.get(profile) if isinstance(profile, str) else profile
     if retrain:
         out_root = Path(out_root) if out_root else _params.PROJECT / "results" / f"{prof.name}-retrain"
@@ -162,8 +160,6 @@ def _environment(values: dict):
 
 def _retrain_note(every: Plan, wall: float, jobs: int, outcomes: list[Outcome], zoo_rows: list[dict]) -> str:
     """How a ``--retrain`` run made its models: the command, its wall time and where the time went."""
-    from ..runtime import cpu_cores
-
     spent = ", ".join(f"{o.name} {o.seconds:.0f} s" for o in outcomes if o.seconds is not None)
     trained = [r for r in zoo_rows if r["status"].startswith("trained")]
     zoo_part = (f"{len(trained)} base models trained ({sum(r['seconds'] for r in trained):.0f} s of training in "

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from .. import checkpoint, profiles, readme, results
+from .. import checkpoint, profiles, readme, results, shipped, verdicts
 from ..readme import _last_run  # noqa: F401  (re-exported by adasmooth.pipeline)
 from ..results import _cell, markdown_table
 from . import params as _params
@@ -136,8 +136,6 @@ def _verdict_lines(docs: dict) -> list[str]:
     """The verdict table that opens ``summary.md`` (:mod:`adasmooth.verdicts`: the paper's claims beside ours),
     when a listed notebook carries one of the claims; [] otherwise.  An error here leaves a note, never
     a summary unwritten."""
-    from .. import verdicts
-
     if not verdicts.has_claims(docs):
         return []
     head = ["## Verdicts: the paper's claims beside ours", ""]
@@ -155,8 +153,6 @@ def _verdict_lines(docs: dict) -> list[str]:
 def _derived_tables(name: str, doc: dict) -> list[dict]:
     """Tables the summary derives from a notebook's recorded data (today: Fig. SM1's crossing radius and
     largest certified radii, from notebook 03's curves), unless the notebook already lists them."""
-    from .. import verdicts
-
     if name != verdicts.SM1 or not doc or verdicts.SM1_TABLE_TITLE in {t.get("title") for t in doc.get("tables", [])}:
         return []
     try:
@@ -172,8 +168,6 @@ def rewrite_summary(profile: str | profiles.Profile, *, out_root=None, nb_dir=No
     training nothing (seconds: it only reads JSON).  The notebooks listed are those with a recorded result;
     the timing and zoo tables, the wall time and the environment line are kept from the previous summary
     (they describe the last run), and a line says when and how the summary was rewritten."""
-    from .. import shipped
-
     prof = profiles.get(profile) if isinstance(profile, str) else profile
     out_root = Path(out_root) if out_root else _params.PROJECT / "results" / prof.name
     path = out_root / "summary.md"

@@ -40,11 +40,13 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .ablations import c_prod_helps, learned_vs_constant, ri_choice, sigmoid_scale
-from .common import (COLUMNS, LOSS, PANELS, RI, RI_LABELS, RULE_NOTE, SCALE, SETTING_NOTE, SM1,  # noqa: F401
-                     THEORY, VERDICTS, paper_reference)
-from .sm1 import SM1_TABLE_TITLE, certified_radii, sm1_curves, sm1_table  # noqa: F401
+from .. import results
+from ..results import table as make
 from ..statistics import Accuracy, accuracy, best_options, compare  # noqa: F401
+from .ablations import c_prod_helps, learned_vs_constant, ri_choice, sigmoid_scale
+from .common import (COLUMNS, LOSS, PANELS, RI, RI_LABELS, RULE_NOTE, SCALE, SETTING_NOTE, SM1, THEORY,  # noqa: F401
+                     VERDICTS, paper_reference)
+from .sm1 import SM1_TABLE_TITLE, certified_radii, sm1_curves, sm1_table  # noqa: F401
 from .theorems import theory
 
 RULES = ((RI, ri_choice), (LOSS, learned_vs_constant), (LOSS, c_prod_helps), (SCALE, sigmoid_scale),
@@ -67,16 +69,12 @@ def has_claims(names) -> bool:
 
 def table(verdict_rows: list[dict]) -> dict:
     """The verdict rows as a :func:`adasmooth.tables.table` (columns :data:`COLUMNS`)."""
-    from ..results import table as make
-
     return make(COLUMNS, [[r["claim"], r["paper"], r["ours"], r["verdict"], r["source"]] for r in verdict_rows])
 
 
 def from_folder(folder) -> list[dict]:
     """The verdict rows computed from the results JSON in ``folder`` (e.g. ``results/default``)."""
     from pathlib import Path
-
-    from .. import results
 
     docs = {}
     for stem, _ in RULES:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .common import SM1, _n_eval, _row, paper_reference
+from ..certify import crossing_radius, largest_certified_radius
+from ..results import table
 from ..statistics import accuracy, compare
+from .common import SM1, _n_eval, _row, paper_reference
 
 
 def _dense(grid) -> bool:
@@ -30,8 +32,6 @@ def sm1_curves(doc: dict | None) -> dict | None:
     :func:`adasmooth.certify.largest_certified_radius`), ``beyond`` (still positive at the grid's end),
     ``base_above`` / ``mix_above`` (the radii where one curve's interval lies above the other's), ``n`` and
     ``step``.  None when the notebook recorded no curves or too few radii (:func:`_dense`)."""
-    from ..certify import crossing_radius, largest_certified_radius
-
     doc = doc or {}
     data = doc.get("data") or {}
     grid, n = data.get("r_grid"), _n_eval(doc)
@@ -131,8 +131,6 @@ def sm1_table(doc: dict | None) -> dict | None:
     """Fig. SM1 read off the recorded curves, one row per bound: the crossing radius, each curve's largest
     certified radius and both accuracies (95 % CI) at the crossing.  None when the curves are not recorded
     densely (:func:`sm1_curves`).  A :func:`adasmooth.tables.table` result."""
-    from ..results import table
-
     info = sm1_curves(doc)
     if info is None:
         return None

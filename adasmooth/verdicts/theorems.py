@@ -1,6 +1,7 @@
 """Lemma 1 and Theorems 1-3: notebook 01's numerical checks find no violation."""
 from __future__ import annotations
 
+from ..comparison import interval
 from .common import THEORY, _n_eval, _row, paper_reference
 
 
@@ -11,8 +12,6 @@ def theory(doc: dict | None) -> list[dict]:
     it ran on at least one image); ``not reproduced`` when violations > 0; else ``inconclusive`` (nothing
     certified: a vacuous check, or nothing recorded).  ``ours`` gives the Clopper-Pearson upper bound of the
     violation rate."""
-    from ..comparison import interval
-
     ref = paper_reference()["theory"]
     doc = doc or {}
     m, data = doc.get("metrics") or {}, doc.get("data") or {}
