@@ -292,10 +292,10 @@ LOSS_ABLATION = (
           "attack family, run in turn on what the lower budgets left ([]: off)", step_ladder, {"smoke": [1, 2]}),
     Param("ladder_mixers", "list", ["fmnist-adaptive"], "headline mixers that climb the ladder beside the constant α",
           each(item_of("headline_mixers"), empty=True), {"default": ["fmnist-adaptive", "fmnist-adaptive-diverse"]}),
-    # the diverse lever climbed to 100 steps only: its 200-step rung did not fit the CPU time of session 11
+    # the diverse lever climbed to 50 steps only: its 100- and 200-step rungs did not fit the CPU time of session 11
     Param("ladder_budgets", "dict", {}, "per ladder mixer, the budgets of budget_ladder it climbs when not all (e.g. "
           "for lack of CPU time; its reading follows the same rule on those)", ladder_budgets,
-          {"default": {"fmnist-adaptive-diverse": [20, 50, 100]}}),
+          {"default": {"fmnist-adaptive-diverse": [20, 50]}}),
     Param("ladder_shards", "int", 2, "the ladder's images in this many contiguous parts (each its own cache entries; "
           "several processes can fill them)", int_up_to("headline_n")),
     CURVE_POSITIONS.but(help="the curves: positions p in [0, 1] between acc(h) and acc(g) (validation) where α_θ's "
