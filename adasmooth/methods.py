@@ -211,12 +211,12 @@ def _converged(models: dict, masks: dict, x, y, budget: Budget, steps, shards: i
         lad = ladder(model, x, y, budget, identity=ident, survivors=masks[name]["worst"], steps=steps, shards=shards,
                      use_cache=use_cache, progress=progress)
         base = summary(masks[name]["worst"].cpu())
-        finals[name] = {"worst": lad["worst"], "clean": masks[name]["clean"].cpu()}
+        finals[name] = lad["worst"]
         out["methods"][name] = {"clean": summary(masks[name]["clean"].cpu()), "base": base,
                                 "rungs": [_with_interval(r, len(y)) for r in lad["rungs"]],
                                 "attacked": summary(lad["worst"]), "reading": reading(base["acc"], lad["rungs"])}
     names = list(finals)
-    out["paired"] = {f"{a} vs {b}": {"attacked": mcnemar(finals[a]["worst"], finals[b]["worst"])}
+    out["paired"] = {f"{a} vs {b}": {"attacked": mcnemar(finals[a], finals[b])}
                      for i, a in enumerate(names) for b in names[i + 1:]}
     out["verdict"] = point_verdict(out)
     return out
