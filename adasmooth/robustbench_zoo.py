@@ -76,6 +76,7 @@ def import_robustbench():
             raise ImportError("robustbench needs pyautoattack: pip install -e '.[robustbench]'") from e
         sys.modules["autoattack"] = pyautoattack  # same code, the name robustbench imports
         sys.modules["autoattack.state"] = pyautoattack.state
+    shim = None
     if "pkg_resources" not in sys.modules and importlib.util.find_spec("pkg_resources") is None:
         shim = types.ModuleType("pkg_resources")  # only what robustbench.loaders calls
 
@@ -85,9 +86,14 @@ def import_robustbench():
         sys.modules["pkg_resources"] = shim
     try:
         import robustbench
+        import robustbench.loaders  # noqa: F401  (holds the shim from here on)
     except ImportError as e:
         raise ImportError(f"a 'robustbench:' model spec needs the robustbench package ({e}); install it with "
                           "pip install -e '.[robustbench]'") from e
+    finally:
+        # the shim is robustbench's alone: others that look for pkg_resources (pytest, setuptools) must not find it
+        if shim is not None and sys.modules.get("pkg_resources") is shim:
+            del sys.modules["pkg_resources"]
     return robustbench
 
 

@@ -79,6 +79,10 @@ def test_robustbench_standin_loads_through_the_real_package_keeps_its_normalizat
         robustbench_zoo.import_robustbench()
     except ImportError as e:
         pytest.skip(f"robustbench extra not installed: {e}")
+    import sys
+
+    found = sys.modules.get("pkg_resources")  # the stand-in for robustbench does not leak to others
+    assert found is None or hasattr(found, "fixup_namespace_packages")
     standin = _standin(tmp_path)
     assert resolve.kind(RB_SPEC) == "robustbench"
     m, rec = resolve.model(RB_SPEC, robustbench_dir=tmp_path, device="cpu")
