@@ -26,6 +26,7 @@ from .attack_cache import fingerprint, images_hash
 from .attacks import predict
 from .comparison import Budget, _masks_doc, evaluate, mcnemar, test_images
 from .comparison.convergence import _with_interval, ladder, reading
+from .comparison.head_to_head import pct as _pct
 from .matched import _position_models, plot_curves
 from .mixing import MixedClassifier
 from .runtime import get_device
@@ -36,10 +37,6 @@ log = logging.getLogger(__name__)
 
 NUTS = "mixednuts"
 CONSTANT = "constant"
-
-
-def _pct(s):
-    return f"{100 * s['acc']:.1f} [{100 * s['low']:.1f}, {100 * s['high']:.1f}]"
 
 
 def point_verdict(point: dict, level: float = 0.05) -> dict:
