@@ -18,7 +18,10 @@ Three guards make a replay trustworthy on any machine:
 - *Verification.*  Under :func:`verifying` (``reproduce`` sets it for every notebook through
   ``ADASMOOTH_VERIFY_FRACTION`` / ``ADASMOOTH_VERIFY_SEED``) a seeded sample of the entries read (the
   fraction, and at least the first read of each process) is recomputed and compared per image; more than
-  :func:`tolerance` differing images raise :class:`CacheMismatch` naming the entry.  :data:`stats` counts
+  :func:`tolerance` differing images raise :class:`CacheMismatch` naming the entry.  An entry whose answer can
+  be recomputed for some of its images alone (``cached_values(partial=)``: the noise votes, whose generator
+  is walked without the forward passes) is verified on every read, on a seeded sample of the fraction of its
+  images (at least :data:`SAMPLE_MIN`), so that a costly entry's check costs that fraction of it.  :data:`stats` counts
   what a process read, verified and computed (written into each notebook's results).
 
 Under :func:`checking` nothing is computed: a miss raises :class:`CacheMiss` (``cache check``).
@@ -29,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 
@@ -45,7 +49,8 @@ CODE_VERSION = 1
 VERIFY_FRACTION_ENV, VERIFY_SEED_ENV = "ADASMOOTH_VERIFY_FRACTION", "ADASMOOTH_VERIFY_SEED"
 PROGRESS_ENV = "ADASMOOTH_PROGRESS_FILE"
 stats = {"read": 0, "verified": 0, "identical": 0, "differing_images": 0, "computed": 0, "computed_keys": [],
-         "verified_keys": []}
+         "verified_keys": [], "sampled": 0}
+SAMPLE_MIN = 2  # images an entry verified on a sample of its images recomputes at the least
 _state = {"check": False, "questions": [], "fraction": None, "seed": 0, "keys": None}
 
 
@@ -108,6 +113,20 @@ def _selected(name: str) -> bool:
         return True
     u = int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:15], 16) / 16 ** 15
     return u < fraction
+
+
+def _image_sample(name: str, n: int):
+    """The seeded bool mask of the images of a partially recomputable entry that verification recomputes
+    (the fraction of its ``n`` images, at least :data:`SAMPLE_MIN`); None when a sample is not what is asked
+    (no verification, or named entries, which are recomputed whole)."""
+    fraction, seed = _verify_settings()
+    if _state["keys"] is not None or fraction is None or n == 0:
+        return None
+    k = min(n, max(SAMPLE_MIN, math.ceil(fraction * n)))
+    g = torch.Generator().manual_seed(int(hashlib.sha256(f"{seed}:{name}:images".encode()).hexdigest()[:15], 16))
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[torch.randperm(n, generator=g)[:k]] = True
+    return mask
 
 
 def report() -> dict:
@@ -224,22 +243,27 @@ def differing(a, b, n: int) -> int:
     return 0 if a == b else n
 
 
-def _answer(name: str, path, stored, compute, n_of, what: str):
+def _answer(name: str, path, stored, compute, n_of, what: str, partial=None):
     """The answer to the entry ``name``: ``(value, seconds, hit)``.  ``stored`` is the cached value (None: a
-    miss); under verification a selected hit is recomputed and compared."""
+    miss); under verification a selected hit is recomputed and compared (with ``partial``, a callable of a bool
+    image mask returning the answer's rows for those images, on a seeded sample of its images)."""
     if stored is not None:
         stats["read"] += 1
         _report(name, what)
-        if _selected(name):
-            fresh = compute()
-            diff = differing(stored[0], fresh, n_of(fresh))
+        sample = _image_sample(name, n_of(stored[0])) if partial is not None else None
+        if sample is not None or _selected(name):
+            old, fresh = (stored[0], compute()) if sample is None else (stored[0][sample], partial(sample)[sample])
+            n = n_of(fresh)
+            diff = differing(old, fresh, n)
             stats["verified"] += 1
+            stats["sampled"] += sample is not None
             stats["verified_keys"].append(name)
             stats["differing_images"] += diff
-            if diff > tolerance(n_of(fresh)):
-                raise CacheMismatch(f"attack-cache entry {path} ({what}): its recomputation differs on {diff} of "
-                                    f"{n_of(fresh)} images (tolerance {tolerance(n_of(fresh))}); the stored answer "
-                                    "is stale or was altered: delete the entry to recompute it")
+            if diff > tolerance(n):
+                part = "" if sample is None else f" (a seeded sample of {n} of its {len(sample)} images)"
+                raise CacheMismatch(f"attack-cache entry {path} ({what}): its recomputation{part} differs on {diff} "
+                                    f"of {n} images (tolerance {tolerance(n)}); the stored answer is stale or was "
+                                    "altered: delete the entry to recompute it")
             stats["identical"] += diff == 0
         return stored[0], stored[1], True
     if _state["check"]:
@@ -253,14 +277,17 @@ def _answer(name: str, path, stored, compute, n_of, what: str):
     return value, seconds, False
 
 
-def cached_values(name: str, compute, use_cache: bool, dtype=torch.bool, what: str = ""):
-    """``(values, seconds, hit)``: the per-image tensor stored under ``name``, or ``compute()`` stored there."""
+def cached_values(name: str, compute, use_cache: bool, dtype=torch.bool, what: str = "", partial=None):
+    """``(values, seconds, hit)``: the per-image tensor stored under ``name``, or ``compute()`` stored there.
+    ``partial(mask)``: the same tensor computed for the images of a bool mask alone (their rows exact, the
+    others arbitrary), which lets verification recompute a sample of the images (module docstring)."""
     path = cache_dir() / f"{name}.json"
     if _state["check"]:
         _state["questions"].append(name)
     doc = _read(path) if use_cache else None
     stored = _stored(path, doc, "correct", lambda v: torch.tensor(v, dtype=dtype))
-    values, seconds, hit = _answer(name, path, stored, lambda: compute().cpu(), len, what)
+    values, seconds, hit = _answer(name, path, stored, lambda: compute().cpu(), len, what,
+                                   partial and (lambda mask: partial(mask).cpu()))
     if use_cache and not hit:
         path.parent.mkdir(parents=True, exist_ok=True)
         checkpoint.atomic_write_json(path, {"correct": values.cpu().tolist(), "seconds": round(seconds, 2),

@@ -136,3 +136,44 @@ def test_the_shipped_cache_answers_every_question_of_the_default_profile():
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     n = int(last.split()[0])
     assert last == f"{n} questions, {n} cached, 0 missing" and n > 300
+
+
+def test_noise_votes_for_some_images_equal_the_full_call(g_model, test_batch):
+    from adasmooth.certify import Smooth
+
+    x = test_batch[0][:6]
+    smooth = Smooth(g_model, 10, 0.25)
+    full = smooth.sample(x, 30, batch_size=20, seed=5)  # blocks of one image x 20 draws: the stream is walked
+    mask = torch.tensor([False, True, False, False, True, False])
+    part = smooth.sample(x, 30, batch_size=20, seed=5, only=mask)
+    assert torch.equal(part[mask], full[mask]) and int(part[~mask].abs().sum()) == 0 and int(full.sum()) == 6 * 30
+    with pytest.raises(ValueError, match="only must be a bool mask of the 6 inputs"):
+        smooth.sample(x, 30, batch_size=20, only=torch.ones(5, dtype=torch.bool))
+
+
+def test_a_partially_recomputable_entry_is_verified_on_a_seeded_sample_of_its_images(cache):
+    votes = torch.randint(0, 50, (200, 10), generator=torch.Generator().manual_seed(1))
+    asked = []
+
+    def partial(mask):
+        asked.append(int(mask.sum()))
+        return torch.where(mask[:, None], votes, torch.zeros_like(votes))
+
+    def full():
+        asked.append("full")
+        return votes
+
+    attack_cache.cached_values("v", full, True, dtype=torch.int64, partial=partial)
+    with attack_cache.verifying(0.1, seed=2):  # every read, on 10 % of the images (20 of 200): never the full cost
+        got, _, hit = attack_cache.cached_values("v", full, True, dtype=torch.int64, partial=partial)
+    assert hit and torch.equal(got, votes) and asked == ["full", 20]
+    assert attack_cache.stats["sampled"] == 1 and attack_cache.stats["identical"] == 1
+    with attack_cache.verifying(0.001, seed=2):  # at least SAMPLE_MIN images
+        attack_cache.cached_values("v", full, True, dtype=torch.int64, partial=partial)
+    assert asked[-1] == attack_cache.SAMPLE_MIN
+    doc = json.loads((cache / "v.json").read_text())
+    doc["correct"] = [[c + 1 for c in row] for row in doc["correct"]]  # every image's counts altered
+    (cache / "v.json").write_text(json.dumps(doc))
+    with pytest.raises(attack_cache.CacheMismatch, match=r"v\.json.*a seeded sample of 20 of its 200 images"):
+        with attack_cache.verifying(0.1, seed=2):
+            attack_cache.cached_values("v", full, True, dtype=torch.int64, partial=partial)

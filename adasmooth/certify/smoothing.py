@@ -75,12 +75,15 @@ class Smooth:
     # -- sampling
     @torch.no_grad()
     def sample(self, x: torch.Tensor, n: int, batch_size: int = 1000, *, soft: bool = False,
-               gen: torch.Generator | None = None, seed: int = 0, progress: bool = False) -> torch.Tensor:
+               gen: torch.Generator | None = None, seed: int = 0, progress: bool = False,
+               only: torch.Tensor | None = None) -> torch.Tensor:
         """Sums over n draws ξ ~ N(0, σ²I) of h̄(x+ξ), shape (B, C).
 
         ``soft=False``: h̄ = one-hot of argmax base (int64 vote counts); ``soft=True``: h̄ =
         softmax of base (float64 sums).  Blocks of k inputs × m draws (k·m ≤ batch_size) go through
-        the model together.
+        the model together.  ``only`` (a bool mask of the B inputs): the rows of those inputs, exactly as the
+        full call returns them (every block's noise is still drawn, so the generator walks the same stream, but
+        a block without a selected input skips its forward pass); the other rows stay 0.
         """
         if n < 1 or batch_size < 1:
             raise ValueError(f"n and batch_size must be >= 1, got n={n}, batch_size={batch_size}")
@@ -90,12 +93,18 @@ class Smooth:
         m = min(n, batch_size)
         k = max(1, batch_size // m)
         out = torch.zeros(b, c, dtype=torch.float64 if soft else torch.int64, device=self.device)
+        if only is not None:
+            only = torch.as_tensor(only, dtype=torch.bool).cpu()
+            if only.shape != (b,):
+                raise ValueError(f"only must be a bool mask of the {b} inputs, got shape {tuple(only.shape)}")
         steps = [(blk, d) for blk in batches(b, k) for d in batches(n, m)]
         for blk, d in progress_bar(steps, progress=progress, desc="noise", leave=False):
             xb = x[blk]
             kb, mb = xb.shape[0], d.stop - d.start
             rep = xb.unsqueeze(1).expand(kb, mb, *xb.shape[1:]).reshape(kb * mb, *xb.shape[1:])
             noise = torch.randn(rep.shape, generator=gen, device=self.device, dtype=rep.dtype)
+            if only is not None and not bool(only[blk].any()):
+                continue
             z = self.base(rep + self.sigma * noise)
             if z.shape[-1] != c:
                 raise ValueError(f"base returned {z.shape[-1]} classes, num_classes is {c}")

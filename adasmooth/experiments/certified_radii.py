@@ -60,15 +60,15 @@ def _probabilities(p, nb) -> dict:
 def _votes(p, nb, model, name: str, sigma: float, seed: int) -> torch.Tensor:
     """The RS classifier's Monte-Carlo class probabilities, ``Smooth.sample`` vote counts / ``n_samples``; the
     counts are cached by content like the attacks (model weights, σ, draws, seed, batch, images), so the main job
-    replays them and its verification recomputes a sample."""
+    replays them and its verification recomputes a seeded sample of the images (``Smooth.sample(only=)``)."""
     x, bs = nb.x, p.batch_size
     entry = attack_cache.key({"what": "certify.Smooth.sample votes", "model": attack_cache.fingerprint(model),
                               "sigma": sigma, "n": p.n_samples, "seed": seed, "batch_size": bs,
                               "images": attack_cache.images_hash(x, nb.y)})
+    smooth = certify.Smooth(model, nb.num_classes, sigma)
     counts, _, _ = attack_cache.cached_values(
-        entry, lambda: certify.Smooth(model, nb.num_classes, sigma).sample(x, p.n_samples, bs, seed=seed,
-                                                                           progress=p.progress),
-        p.use_attack_cache, dtype=torch.int64,
+        entry, lambda: smooth.sample(x, p.n_samples, bs, seed=seed, progress=p.progress), p.use_attack_cache,
+        dtype=torch.int64, partial=lambda mask: smooth.sample(x, p.n_samples, bs, seed=seed, only=mask),
         what=f"noise votes of {name} (σ = {sigma:g}, {p.n_samples} draws) on {len(x)} images")
     return counts.double() / p.n_samples
 

@@ -72,8 +72,11 @@ def cache_lines(docs: dict) -> list[str]:
     differing = sum(s["differing_images"] for s in stats.values())
     seeds = sorted({s.get("verify_seed") for s in stats.values() if s.get("verify_fraction") is not None})
     fractions = sorted({s.get("verify_fraction") for s in stats.values() if s.get("verify_fraction") is not None})
+    sampled = sum(s.get("sampled", 0) for s in stats.values())
+    on_sample = f", {sampled} of them on a seeded sample of their images" if sampled else ""
     line = (f"Attack cache (code version {max(s['code_version'] for s in stats.values())}): {read} cached attack results "
-            f"read, {verified} recomputed to verify them ({identical} identical, {differing} differing images in all; "
+            f"read, {verified} recomputed to verify them ({identical} identical{on_sample}, {differing} differing images "
+            "in all; "
             f"fraction {', '.join(map(str, fractions)) or 'none'}, seed {', '.join(map(str, seeds)) or '–'}).")
     computed = [(n, k) for n, s in stats.items() for k in s.get("computed_keys", [])]
     out = [line]
