@@ -280,16 +280,16 @@ def _cache_commands(sub) -> None:
 
 def _app_command(sub) -> None:
     """``app``: the α explorer as a Voilà web app."""
-    a = sub.add_parser("app", help="serve the α explorer (notebook 06) as a read-only web app with Voilà")
+    a = sub.add_parser("app", help="serve the α explorer (notebook 07) as a read-only web app with Voilà")
     a.add_argument("--profile", default="default", choices=["smoke", "default", "paper"],
-                   help="whose parameters and recorded grid (results/<profile>/06_alpha_explorer.json) to show")
+                   help="whose parameters and recorded grid (results/<profile>/07_alpha_explorer.json) to show")
     a.add_argument("--ip", default="127.0.0.1", help="address to bind (default: this machine only; any other "
                                                      "address needs --allow-remote)")
     a.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --ip: served behind a Voilà token ($JUPYTER_TOKEN, else a random one "
                         "printed in the URL)")
     a.add_argument("--port", type=int, default=8866)
-    a.add_argument("--grid-from", default=None, help="another results JSON of notebook 06 to show (checked before "
+    a.add_argument("--grid-from", default=None, help="another results JSON of notebook 07 to show (checked before "
                                                      "serving)")
     a.set_defaults(func=_app)
 

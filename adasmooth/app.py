@@ -1,9 +1,9 @@
-"""The α explorer as a read-only web app: notebook 06 served by Voilà (no code shown).
+"""The α explorer as a read-only web app: notebook 07 served by Voilà (no code shown).
 
-``python -m adasmooth app`` writes notebook 06 with a profile's parameters into a scratch folder and
+``python -m adasmooth app`` writes notebook 07 with a profile's parameters into a scratch folder and
 serves it with Voilà on 127.0.0.1.  The app starts on the shipped models (it never trains:
 ``train_missing = False``) and shows the attacked-accuracy grid the profile's run recorded
-(``results/<profile>/06_alpha_explorer.json``, checked against the parameters and the models'
+(``results/<profile>/07_alpha_explorer.json``, checked against the parameters and the models'
 sha256) instead of recomputing the attacks; h^α's clean accuracy is recomputed live as the slider
 moves.  Its own results JSON and figure go to the scratch folder: the project is not written.
 
@@ -28,7 +28,7 @@ from .experiments.alpha_explorer import grid_params
 
 log = logging.getLogger(__name__)
 
-NOTEBOOK = "06"
+NOTEBOOK = "07"
 
 
 def is_loopback(ip: str) -> bool:
@@ -54,18 +54,18 @@ def check_address(ip: str, allow_remote: bool = False) -> bool:
 
 
 def check_grid(path, expected: dict | None = None) -> list[dict]:
-    """The recorded grid in ``path`` (:func:`adasmooth.explorer.recorded_grid`: a notebook-06 results JSON,
+    """The recorded grid in ``path`` (:func:`adasmooth.explorer.recorded_grid`: a notebook-07 results JSON,
     checked against the ``expected`` parameters); one-line ``FileNotFoundError`` / ``ValueError`` otherwise."""
     return explorer.recorded_grid(path, **(expected or {}))
 
 
 def _expected_params(src, params: dict) -> dict:
-    """The parameters notebook 06 checks a recorded grid against, for its declared defaults and ``params``."""
+    """The parameters notebook 07 checks a recorded grid against, for its declared defaults and ``params``."""
     return grid_params(parameters.bind(src.stem, dict(parameters.defaults(src.stem), **params)))
 
 
 def prepare(folder, *, profile: str = "default", grid_from=None) -> Path:
-    """Notebook 06 with ``profile``'s parameters, ``grid_from`` (default: the profile's recorded
+    """Notebook 07 with ``profile``'s parameters, ``grid_from`` (default: the profile's recorded
     results; checked by :func:`check_grid`) and ``train_missing = False`` injected (papermill, not executed),
     written into ``folder``."""
     import papermill
@@ -73,10 +73,10 @@ def prepare(folder, *, profile: str = "default", grid_from=None) -> Path:
     folder = Path(folder)
     p = pipeline.plan(profile, only=NOTEBOOK, out_root=folder / "results", fig_dir=folder / "figures")
     src, params = p.notebooks[0]
-    grid = Path(grid_from) if grid_from else pipeline.PROJECT / "results" / p.profile.name / "06_alpha_explorer.json"
+    grid = Path(grid_from) if grid_from else pipeline.PROJECT / "results" / p.profile.name / "07_alpha_explorer.json"
     if not grid.exists():
         raise FileNotFoundError(f"grid_from: {grid} does not exist; record the grid first with "
-                                f"python -m adasmooth reproduce --profile {p.profile.name} --only 06")
+                                f"python -m adasmooth reproduce --profile {p.profile.name} --only 07")
     check_grid(grid, _expected_params(src, params))  # before serving: the page would show a traceback
     params = dict(params, grid_from=str(grid.resolve()), train_missing=False, progress=False)
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ def command(notebook, *, ip: str = "127.0.0.1", port: int = 8866, token: bool = 
 
 def serve(*, profile: str = "default", ip: str = "127.0.0.1", port: int = 8866, folder=None, grid_from=None,
           allow_remote: bool = False) -> int:
-    """Check the address (:func:`check_address`), prepare notebook 06 (:func:`prepare`) and serve it until
+    """Check the address (:func:`check_address`), prepare notebook 07 (:func:`prepare`) and serve it until
     interrupted; returns Voilà's exit code."""
     remote = check_address(ip, allow_remote)
     command("x.ipynb", ip=ip, port=port)  # the port checked before the scratch folder is made

@@ -196,7 +196,7 @@ def _grid_row(r) -> bool:
 
 
 def recorded_grid(path, inputs=None, **expected) -> list[dict]:
-    """The trade-off grid a run of notebook 06 recorded in its results JSON ``path`` (``data.curve``),
+    """The trade-off grid a run of notebook 07 recorded in its results JSON ``path`` (``data.curve``),
     after checking that it was computed with the ``expected`` parameters (e.g. ``g``, ``h``, ``eps``,
     ``n_eval``, ``alphas``) and on the models ``inputs`` (their sha256, as ``resolve.model`` describes
     them): the explorer then shows that grid without recomputing the attacks."""
@@ -206,18 +206,18 @@ def recorded_grid(path, inputs=None, **expected) -> list[dict]:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"grid_from: {p} does not exist; record a grid first with "
-                                f"python -m adasmooth reproduce --only 06")
+                                f"python -m adasmooth reproduce --only 07")
     if not p.is_file():
-        raise ValueError(f"grid_from: {p} is not a file; expected notebook 06's results JSON")
+        raise ValueError(f"grid_from: {p} is not a file; expected notebook 07's results JSON")
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"grid_from: {p} is not a readable JSON file ({e}); expected notebook 06's results "
+        raise ValueError(f"grid_from: {p} is not a readable JSON file ({e}); expected notebook 07's results "
                          f"JSON") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("params", {}), dict) \
             or not isinstance(doc.get("data") or {}, dict):
         raise ValueError(f"grid_from: {p} is not a results JSON (an object with 'params' and 'data'); expected "
-                         f"notebook 06's results JSON")
+                         f"notebook 07's results JSON")
     params = doc.get("params", {})
     rows = (doc.get("data") or {}).get("curve")
     if not rows:

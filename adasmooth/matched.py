@@ -152,7 +152,7 @@ def curve_tables(doc: dict) -> dict:
 def plot_curves(doc: dict, ax=None, *, title: str = "learned α_θ vs constant α", label=None):
     """Attacked vs clean accuracy of each method over its knob, 95 % intervals as error bars; the
     ends g (α = 0) and h (α = 1) are shared.  ``label(name)`` names a method's curve in the legend
-    (default: the learned one "over its shift"); also draws notebook 07's methods (:func:`methods.plot`)."""
+    (default: the learned one "over its shift"); also draws notebook 08's methods (:func:`methods.plot`)."""
     import matplotlib.pyplot as plt
 
     if ax is None:

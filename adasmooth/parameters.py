@@ -125,10 +125,10 @@ RUN = (SEED, DEVICE, PROGRESS, BATCH_SIZE)
 #: where its results, figures and zoo go (the pipeline sets them)
 FOLDERS = (OUT_DIR, FIG_DIR, ZOO_ROOT, ZOO_OVERRIDES, TRAIN_MISSING)
 
-# notebooks 04 and 05: the mixing networks, their training and the common clean accuracy they are shifted to
+# notebooks 05 and 06: the mixing networks, their training and the common clean accuracy they are shifted to
 _MIX_SMOKE = {"n_train": 64, "epochs": 1, "mix_batch_size": 32, "mix_steps_df": 2, "mix_width": 8, "n_eval": 30,
               "steps": 1, "apgd_iter": 5}
-# Tables SM2/SM3 mixing networks (default profile): a sixteenth of the supplement's epoch (27 steps of 128 clean +
+# Tables SM2/SM3 mixing networks (default profile): a sixteenth of the supplement's epoch (26 steps of 128 clean +
 # 128 attacked images of the "fit" split), training attacks of round(χ²(20)) steps with momentum U(0, 0.9), width 64
 # (about 2.5 minutes each on one CPU thread; shipped in data/zoo).  The headline network (learned.HEADLINE_MIX)
 # trains a whole epoch (429 steps, 33 min); the session's CPU budget did not allow the same for twelve networks.
@@ -146,13 +146,17 @@ def _mix(name: str, *rest) -> dict:
     return out
 
 
+#: the notebooks that train mixing networks: g and h by zoo name (the networks are cached beside them), the evaluation's
+#: PGD steps
+ZOO_PAIR = (DATASET, G.but(type="zoo", help="accurate classifier g (a zoo name: mixing networks are cached beside it)"),
+            H.but(type="zoo", help="robust classifier h (a zoo name)"))
+EVAL_STEPS = STEPS.but(help="PGD steps of the evaluation", profiles={"smoke": 1, "default": 20, "paper": 20})
+
 MIXING_NETWORKS = (
-    DATASET,
-    G.but(type="zoo", help="accurate classifier g (a zoo name: the mixing network is cached beside it)"),
-    H.but(type="zoo", help="robust classifier h (a zoo name)"),
+    *ZOO_PAIR,
     NORM.but(help="attack norm (training and evaluation)"),
     EPS,
-    STEPS.but(help="PGD steps of the evaluation", profiles={"smoke": 1, "default": 20, "paper": 20}),
+    EVAL_STEPS,
     APGD_ITER,
     Param("surrogate_scale", "float|None", 1.0, "at a larger Sigmoid scale, PGD also attacks α_θ softened to this "
           "scale (a saturated Sigmoid hides gradients; None: off)", POSITIVE),
@@ -264,9 +268,7 @@ CERTIFIED_RADII = (
     *RUN, *FOLDERS,
 )
 
-# default profile: the headline (1,000 images, the full attack set incl. Square-5000 on 200) is read from the shipped
-# attack cache (data/attack-cache, keyed by content): about 40 CPU-minutes per learned mixer from an empty cache; the
-# levers beside the headline mixer: its range (clamped), diverse training attacks, a sixteenth of the epoch
+# Table SM2 (notebook 05): the composite loss's weights, each network shifted to the common clean accuracy
 LOSS_ABLATION = (
     *MIXING_NETWORKS,
     Param("c_prod", "list", [0.0, 0.1, 0.2], "values of c_prod (rows of Table SM2)", each(NON_NEGATIVE),
@@ -275,8 +277,19 @@ LOSS_ABLATION = (
           each(at_most("c_sum")), {"smoke": [0.0, 1.5]}),
     Param("c_sum", "float", 1.5, "c_CE + c_BCE", POSITIVE),
     _range_width("network"),
-    Param("headline", "bool", True, "open with the headline comparison (learned α_θ vs constant α, full attack set)",
-          ANY_BOOL),
+    PER_IMAGE_CACHE,
+    *RUN, *FOLDERS,
+)
+
+# the headline (notebook 04; default profile: 1,000 images, the full attack set incl. Square-5000 on 200) is read from
+# the shipped attack cache (data/attack-cache, keyed by content): about 40 CPU-minutes per learned mixer from an empty
+# cache; the levers beside the headline mixer: its range (clamped), diverse training attacks, a sixteenth of the epoch
+ADAPTIVE_VS_CONSTANT = (
+    *ZOO_PAIR,
+    NORM,
+    EPS,
+    EVAL_STEPS,
+    APGD_ITER.but(help="APGD-CE and APGD-T iterations of the base attack set (0: off)"),
     Param("headline_mixers", "list", ["fmnist-adaptive", "fmnist-adaptive-clamped"],
           "learned mixers of the headline (zoo names)", each(learned_mixer(), empty=True),
           {"default": ["fmnist-adaptive", "fmnist-adaptive-clamped", "fmnist-adaptive-diverse",
@@ -298,12 +311,17 @@ LOSS_ABLATION = (
           {"default": {"fmnist-adaptive-diverse": [20, 50]}}),
     Param("ladder_shards", "int", 2, "the ladder's images in this many contiguous parts (each its own cache entries; "
           "several processes can fill them)", int_up_to("headline_n")),
+    Param("budget_mixers", "list", [], "α_θ's training-budget curve: learned mixers of the headline recipe trained "
+          "for fewer steps, each against the constant α with the headline's attack set ([]: off)",
+          each(learned_mixer(), empty=True),
+          {"default": ["fmnist-adaptive-sixteenth", "fmnist-adaptive-eighth", "fmnist-adaptive-quarter",
+                       "fmnist-adaptive-half", "fmnist-adaptive"]}),
     CURVE_POSITIONS.but(help="the curves: positions p in [0, 1] between acc(h) and acc(g) (validation) where α_θ's "
                              "shift and the constant α are matched ([]: off)", domain=each(PROB, empty=True)),
     Param("curve_endpoints", "bool", True, "the curves' common ends: g (α 0) and h (α 1), attacked like the constant α",
           ANY_BOOL, {"smoke": False}),
     PER_IMAGE_CACHE,
-    *RUN, ATTACK_BATCH_SIZE, *FOLDERS,
+    SEED, DEVICE, PROGRESS, ATTACK_BATCH_SIZE, *FOLDERS,
 )
 
 SIGMOID_SCALE = (
@@ -327,7 +345,7 @@ ALPHA_EXPLORER = (
     ATTACKS.but(profiles={"smoke": ["pgd_ce", "transfer_g"]}),
     Param("grid_from", "str|None", None, "a results JSON of this notebook whose recorded grid is shown instead of "
           "computing it (the app: results/default)",
-          existing_file("an existing results JSON of notebook 06 (None: compute the grid)")),
+          existing_file("an existing results JSON of notebook 07 (None: compute the grid)")),
     *RUN, *FOLDERS, USE_ATTACK_CACHE,
 )
 
@@ -398,10 +416,11 @@ NOTEBOOKS = _table({
     "01_theory_checks": THEORY_CHECKS,
     "02_ri_ablation": RI_ABLATION,
     "03_certified_radii": CERTIFIED_RADII,
-    "04_loss_ablation": LOSS_ABLATION,
-    "05_sigmoid_scale": SIGMOID_SCALE,
-    "06_alpha_explorer": ALPHA_EXPLORER,
-    "07_mixing_methods": MIXING_METHODS,
+    "04_adaptive_vs_constant": ADAPTIVE_VS_CONSTANT,
+    "05_loss_ablation": LOSS_ABLATION,
+    "06_sigmoid_scale": SIGMOID_SCALE,
+    "07_alpha_explorer": ALPHA_EXPLORER,
+    "08_mixing_methods": MIXING_METHODS,
 })
 
 #: the shared declarations by name: the domains of a notebook that has no declarations here (a test's, your own)

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from . import results, verdicts, zoo
+from .comparison import training_budget
 from .checkpoint import atomic_write_bytes
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -117,14 +118,14 @@ def _run_block(folder: Path, docs: dict, profile: str) -> list[str]:
 
 
 def _highlights(docs: dict) -> list[str]:
-    lines = [f(docs) for f in (_converged_line, _methods_converged_line, _headline_line, _tradeoff_line, _ri_line, _sm1_line, _sm2_line, _sm3_line,
-                               _theory_line)]
+    lines = [f(docs) for f in (_converged_line, _methods_converged_line, _headline_line, _budget_line, _tradeoff_line,
+                               _ri_line, _sm1_line, _sm2_line, _sm3_line, _theory_line)]
     return [line for line in lines if line] or ["- no results recorded"]
 
 
 def _converged_line(docs: dict) -> str | None:
     """Notebook 04's attack-budget ladder: the headline's comparison at the converged budget, first."""
-    d = docs.get("04_loss_ablation") or {}
+    d = docs.get("04_adaptive_vs_constant") or {}
     conv = (d.get("data") or {}).get("converged") or {}
     methods = conv.get("methods") or {}
     if "constant" not in methods:
@@ -151,8 +152,8 @@ def _converged_line(docs: dict) -> str | None:
 
 
 def _methods_converged_line(docs: dict) -> str | None:
-    """Notebook 07 at the converged budget: constant α, α_θ and MixedNUTS at the same clean accuracy."""
-    d = docs.get("07_mixing_methods") or {}
+    """Notebook 08 at the converged budget: constant α, α_θ and MixedNUTS at the same clean accuracy."""
+    d = docs.get("08_mixing_methods") or {}
     pts = [pt for pt in ((d.get("data") or {}).get("comparison") or {}).get("points", []) if "converged" in pt]
     if not pts:
         return None
@@ -164,13 +165,13 @@ def _methods_converged_line(docs: dict) -> str | None:
                          for name, m in conv["methods"].items())
         parts.append(f"at {100 * pt['target_val']:.1f} % validation clean accuracy: {accs}; "
                      f"verdict (McNemar on the final masks): **{conv['verdict']['verdict']}**")
-    return (f"- **Mixing methods at the converged budget** (07, n = {pts[0]['converged']['n']} images, the same "
+    return (f"- **Mixing methods at the converged budget** (08, n = {pts[0]['converged']['n']} images, the same "
             f"ladder): " + "; ".join(parts) + ".")
 
 
 def _headline_line(docs: dict) -> str | None:
     """Notebook 04's headline: each learned mixer against the constant α, with its verdict."""
-    d = docs.get("04_loss_ablation") or {}
+    d = docs.get("04_adaptive_vs_constant") or {}
     head = (d.get("data") or {}).get("headline") or {}
     methods = head.get("methods") or {}
     if "constant" in methods:
@@ -187,6 +188,16 @@ def _headline_line(docs: dict) -> str | None:
                 f"{_acc(const['attacked']['acc'], const['attacked']['n'])} attacked at "
                 f"{_acc(const['clean']['acc'], const['clean']['n'])} clean; " + "; ".join(parts) + ".")
     return None
+
+
+def _budget_line(docs: dict) -> str | None:
+    """Notebook 04's training-budget curve: from how many training steps α_θ is ahead of the constant α."""
+    doc = ((docs.get("04_adaptive_vs_constant") or {}).get("data") or {}).get("training_budget")
+    if not doc:
+        return None
+    return (f"- α_θ's training budget (04, the headline recipe trained for "
+            f"{', '.join(str(p['steps']) for p in doc['points'])} steps, the base 20-step set): "
+            + training_budget.line(doc))
 
 
 def _tradeoff_line(docs: dict) -> str | None:
@@ -253,12 +264,12 @@ def _full_threat(docs: dict, stem: str, key: str) -> tuple[list, int | None, dic
 
 
 def _sm2_line(docs: dict) -> str | None:
-    """Notebook 04 (Table SM2): the range of the cells, the constant α and the best cells."""
-    cells, n, m = _full_threat(docs, "04_loss_ablation", "cells")
+    """Notebook 05 (Table SM2): the range of the cells, the constant α and the best cells."""
+    cells, n, m = _full_threat(docs, "05_loss_ablation", "cells")
     if cells:
         best = verdicts.best_options({(c["c_prod"], c["c_ce"]): c["full"] for c in cells}, n)
         lo, hi = min(cells, key=lambda c: c["full"]), max(cells, key=lambda c: c["full"])
-        return (f"- Table SM2 (04, n = {n}, every cell shifted to {_pct(m.get('target_clean', 0))} clean): "
+        return (f"- Table SM2 (05, n = {n}, every cell shifted to {_pct(m.get('target_clean', 0))} clean): "
                 f"{_acc(lo['full'], n)} to {_acc(hi['full'], n)} (full threat); the constant α "
                 f"{_acc(m.get('constant_pgd', 0), n)}; best cells (c_prod, c_CE): "
                 + ", ".join(f"({p:g}, {ce:g})" for p, ce in best) + "."
@@ -267,11 +278,11 @@ def _sm2_line(docs: dict) -> str | None:
 
 
 def _sm3_line(docs: dict) -> str | None:
-    """Notebook 05 (Table SM3): each Sigmoid scale, the constant α and the best scale."""
-    per, n, m = _full_threat(docs, "05_sigmoid_scale", "per_scale")
+    """Notebook 06 (Table SM3): each Sigmoid scale, the constant α and the best scale."""
+    per, n, m = _full_threat(docs, "06_sigmoid_scale", "per_scale")
     if per:
         best = verdicts.best_options({s["scale"]: s["full"] for s in per}, n)
-        return (f"- Table SM3 (05, n = {n}): "
+        return (f"- Table SM3 (06, n = {n}): "
                 + "; ".join(f"scale {s['scale']:g}: {_acc(s['full'], n)}" for s in per)
                 + f"; the constant α {_acc(m.get('constant_pgd', 0), n)}; best scale"
                 + (f"s (tie): {_names(f'{b:g}' for b in best)}" if len(best) > 1 else f": {best[0]:g}") + "."
@@ -314,12 +325,12 @@ def _tables_block(docs: dict, profile: str, stem: str, prefixes: tuple, missing:
 
 
 def _headline_block(docs: dict, profile: str) -> list[str]:
-    return _tables_block(docs, profile, "04_loss_ablation", ("Attack-budget ladder", "Headline", "Curves"),
-                         "No headline recorded.")
+    return _tables_block(docs, profile, "04_adaptive_vs_constant",
+                         ("Attack-budget ladder", "Headline", "Training budget", "Curves"), "No headline recorded.")
 
 
 def _methods_block(docs: dict, profile: str) -> list[str]:
-    return _tables_block(docs, profile, "07_mixing_methods", ("Mixing methods",), "No mixing-method comparison recorded.")
+    return _tables_block(docs, profile, "08_mixing_methods", ("Mixing methods",), "No mixing-method comparison recorded.")
 
 
 def _zoo_block(profile: str) -> list[str]:

@@ -6,7 +6,7 @@ import pytest
 
 from adasmooth import app, explorer, pipeline
 
-GRID = pipeline.PROJECT / "results" / "default" / "06_alpha_explorer.json"
+GRID = pipeline.PROJECT / "results" / "default" / "07_alpha_explorer.json"
 
 
 def test_prepare_injects_the_recorded_grid_and_never_trains(tmp_path):
@@ -16,7 +16,7 @@ def test_prepare_injects_the_recorded_grid_and_never_trains(tmp_path):
     src = "".join(injected["source"])
     assert f'grid_from = "{GRID.resolve()}"' in src and "train_missing = False" in src
     assert str(tmp_path / "results") in src  # its own outputs go to the scratch folder
-    with pytest.raises(FileNotFoundError, match="grid_from: .*reproduce --profile default --only 06"):
+    with pytest.raises(FileNotFoundError, match="grid_from: .*reproduce --profile default --only 07"):
         app.prepare(tmp_path / "other", grid_from=tmp_path / "missing.json")
 
 

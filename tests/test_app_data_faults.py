@@ -1,7 +1,7 @@
 """Faults around the data files, the web app's command line and a factory's recorded files: a truncated
 Fashion-MNIST file is named corrupt (and recopied, or named with the command that restores it); ``app`` refuses a
 non-loopback ``--ip`` without ``--allow-remote`` (and serves it behind a token with it) and a ``--grid-from`` that
-is not a notebook-06 results JSON, before serving; a factory's results hash only the files it reads."""
+is not a notebook-07 results JSON, before serving; a factory's results hash only the files it reads."""
 import gzip
 import json
 import os
@@ -17,7 +17,7 @@ DEBIAN = data.DEBIAN_FASHION_MNIST
 needs_debian = pytest.mark.skipif(not (DEBIAN / "t10k-labels-idx1-ubyte.gz").is_file(),
                                   reason="Debian's dataset-fashion-mnist is not installed")
 LABELS = "t10k-labels-idx1-ubyte"  # 10,008 bytes: 8 of header, 10,000 labels
-GRID = pipeline.PROJECT / "results" / "default" / "06_alpha_explorer.json"
+GRID = pipeline.PROJECT / "results" / "default" / "07_alpha_explorer.json"
 
 
 def _truncated_labels(raw, n=4000):
@@ -135,7 +135,7 @@ def test_loopback_addresses_need_no_token():
 def test_allow_remote_serves_behind_a_token_printed_in_the_url(tmp_path, monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(app, "subprocess", SimpleNamespace(call=lambda cmd, **k: calls.append((cmd, k)) or 0))
-    monkeypatch.setattr(app, "prepare", lambda folder, **k: tmp_path / "06.ipynb")
+    monkeypatch.setattr(app, "prepare", lambda folder, **k: tmp_path / "07.ipynb")
     monkeypatch.delenv("JUPYTER_TOKEN", raising=False)
     assert main(["app", "--ip", "0.0.0.0", "--allow-remote", "--port", "9001"]) == 0
     (cmd, kw), = calls
@@ -168,7 +168,7 @@ def _bad_grids(tmp_path):
             binary: "is not a readable JSON file", tmp_path: "is not a file"}
 
 
-def test_app_refuses_a_grid_that_is_not_a_notebook_06_results_json_before_serving(tmp_path, monkeypatch, capsys):
+def test_app_refuses_a_grid_that_is_not_a_notebook_07_results_json_before_serving(tmp_path, monkeypatch, capsys):
     _no_server(monkeypatch)
     for path, problem in _bad_grids(tmp_path).items():
         assert main(["app", "--grid-from", str(path)]) == 2, path
@@ -184,7 +184,7 @@ def test_app_refuses_etc_passwd_as_grid(monkeypatch, capsys):
     assert main(["app", "--grid-from", "/etc/passwd"]) == 2
     err = capsys.readouterr().err
     assert err == "error: grid_from: /etc/passwd is not a readable JSON file (Expecting value: line 1 column 1 " \
-                  "(char 0)); expected notebook 06's results JSON\n"
+                  "(char 0)); expected notebook 07's results JSON\n"
 
 
 # ---------------------------------------------------------------- row 11: the files a factory's results hash

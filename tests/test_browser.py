@@ -1,5 +1,5 @@
 """One real-browser test: JupyterLab on 127.0.0.1, driven by Playwright with Debian's Chromium, opens
-06_alpha_explorer (a copy with smoke parameters), runs it, moves the α slider and sees the readout change.
+07_alpha_explorer (a copy with smoke parameters), runs it, moves the α slider and sees the readout change.
 
 Needs ``/usr/bin/chromium`` (Debian package ``chromium``) and the Python ``playwright`` package; the
 browser is never downloaded (no ``playwright install``)."""
@@ -36,12 +36,12 @@ def _free_port() -> int:
 
 @pytest.fixture
 def lab(tmp_path, g_model, h_model, zoo_cache):
-    """A JupyterLab server over a folder holding 06_alpha_explorer with smoke parameters (tiny models)."""
+    """A JupyterLab server over a folder holding 07_alpha_explorer with smoke parameters (tiny models)."""
     import papermill
 
     root = tmp_path / "lab"
     root.mkdir()
-    p = pipeline.plan("smoke", only="06", out_root=tmp_path / "out", zoo_root=zoo_cache)
+    p = pipeline.plan("smoke", only="07", out_root=tmp_path / "out", zoo_root=zoo_cache)
     src, params = p.notebooks[0]
     params = dict(params, n_eval=50, steps=1, alphas=[0.0, 0.5, 1.0], alpha=0.5, train_missing=False)
     papermill.execute_notebook(str(src), str(root / src.name), parameters=params, prepare_only=True,
@@ -117,7 +117,7 @@ def test_explorer_slider_moves_the_readout_in_jupyterlab(lab):
 
 @pytest.fixture
 def voila_app(tmp_path):
-    """``python -m adasmooth app`` (Voilà, notebook 06 on the shipped models and the recorded default grid)."""
+    """``python -m adasmooth app`` (Voilà, notebook 07 on the shipped models and the recorded default grid)."""
     port = _free_port()
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"))
     log_path = tmp_path / "app.log"

@@ -105,7 +105,7 @@ def test_every_notebook_parameter_has_a_domain_and_the_profiles_are_inside_them(
         missing = [n for n in pipeline._assigned_names(src) if parameters.domain(src.stem, n) is None]
         assert not missing, f"{src.stem}: parameters without a domain: {missing}"
     for nb, params in [("02_ri_ablation", {"panels": ["fig9"]}), ("03_certified_radii", {"failure_prob": 1.0}),
-                       ("04_loss_ablation", {"c_ce": [2.0], "c_sum": 1.5}), ("05_sigmoid_scale", {"scales": [0.0]})]:
+                       ("05_loss_ablation", {"c_ce": [2.0], "c_sum": 1.5}), ("06_sigmoid_scale", {"scales": [0.0]})]:
         with pytest.raises(ValueError, match=f"{nb}: parameter '{next(iter(params))}'"):
             parameters.check(nb, params)
 

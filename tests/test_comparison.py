@@ -254,3 +254,47 @@ def test_strong_family_holds_the_evasion_attacks_and_the_base_family_keeps_its_k
     assert "family" not in TINY_BUDGET.key() and TINY_BUDGET.with_steps(3).key()["family"] == "strong"
     with pytest.raises(ValueError, match="family"):
         comparison.Budget(family="weak")
+
+
+def test_training_budget_curve_pairs_each_mixer_with_the_constant(mixers, monkeypatch, tmp_path):
+    from adasmooth.comparison import training_budget
+
+    models, kw = mixers
+    monkeypatch.setenv("ADASMOOTH_DATA", str(tmp_path))
+    doc = training_budget.run(learned_names=["fmnist-adaptive", "fmnist-adaptive-clamped"], n_test=30,
+                              budget=TINY_BUDGET, **kw)
+    assert [p["name"] for p in doc["points"]] == ["fmnist-adaptive", "fmnist-adaptive-clamped"]
+    for p in doc["points"]:
+        assert p["steps"] == models[p["name"]].metadata["steps"] and p["attacked"]["n"] == 30
+        assert p["paired"]["only_a"] - p["paired"]["only_b"] == p["attacked"]["k"] - doc["constant"]["attacked"]["k"]
+    rows = training_budget.tables(doc)["curve"]
+    assert len(rows["rows"]) == 3 and "n = 30" in training_budget.line(doc)
+    with pytest.raises(ValueError, match="learned_names must name"):
+        training_budget.run(learned_names=[], **kw)
+
+
+def test_training_budget_reads_the_smallest_budget_that_is_significantly_ahead(monkeypatch):
+    from adasmooth.comparison import training_budget, summary
+
+    n = 200
+    const = torch.arange(n) < 120
+    masks = {"a": torch.arange(n) < 60, "b": torch.arange(n) < 125, "c": torch.arange(n) < 160}  # behind, tie, ahead
+    steps = {"a": 27, "b": 108, "c": 54}
+
+    def fake_headline(**kw):
+        methods = {"constant": {"clean": summary(const), "attacked": summary(const)}}
+        paired = {}
+        for name in kw["learned_names"]:
+            methods[name] = {"clean": summary(masks[name]), "attacked": summary(masks[name]),
+                             "training": {"steps": steps[name], "seconds": 1.0}}
+            paired[f"{name} vs constant"] = {"attacked": comparison.mcnemar(masks[name], const)}
+        return {"n": n, "budget": {}, "methods": methods, "paired": paired}
+
+    monkeypatch.setattr(training_budget, "headline", fake_headline)
+    doc = training_budget.run(learned_names=["a", "b", "c"])
+    assert [p["steps"] for p in doc["points"]] == [27, 54, 108]  # sorted by the training budget
+    assert [p["verdict"]["verdict"] for p in doc["points"]] == ["not reproduced", "reproduced", "inconclusive"]
+    assert doc["smallest_steps"] == 54 and doc["smallest_significant"] == 54
+    masks["c"] = torch.arange(n) < 121  # nowhere significantly ahead
+    doc = training_budget.run(learned_names=["a", "b", "c"])
+    assert doc["smallest_steps"] is None and "at no training budget" in training_budget.line(doc)

@@ -55,7 +55,7 @@ def _tiny(name, smoke):
 # ---- sources ---------------------------------------------------------------------------------
 def test_there_are_the_eight_notebooks():
     assert NOTEBOOKS == ["00_quickstart", "01_theory_checks", "02_ri_ablation", "03_certified_radii",
-                         "04_loss_ablation", "05_sigmoid_scale", "06_alpha_explorer", "07_mixing_methods"]
+                         "04_adaptive_vs_constant", "05_loss_ablation", "06_sigmoid_scale", "07_alpha_explorer", "08_mixing_methods"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -97,7 +97,7 @@ def test_notebooks_are_parameters_one_call_and_figures():
 
 
 def test_mixing_notebooks_take_zoo_names_only():
-    src = pipeline.notebook_dir() / "04_loss_ablation.ipynb"
+    src = pipeline.notebook_dir() / "05_loss_ablation.ipynb"
     with pytest.raises(ValueError, match="'g' must be a zoo name"):
         pipeline.check_parameters(src, {"g": "mypkg.nets:make_g"})
     pipeline.check_parameters(src, {"g": "fmnist-trades"})
@@ -198,9 +198,9 @@ def _check_calibrated(cell, target, n):
     assert 0 <= cell["worst"] <= min(cell["full"], cell["detached"]) <= cell["clean"] + 1e-9
 
 
-def test_04_loss_ablation(smoke):
-    doc = _doc(smoke, "04_loss_ablation")
-    p = _params("04_loss_ablation")
+def test_05_loss_ablation(smoke):
+    doc = _doc(smoke, "05_loss_ablation")
+    p = _params("05_loss_ablation")
     m = doc["metrics"]
     cells = doc["data"]["cells"]
     assert sorted((c["c_prod"], c["c_ce"]) for c in cells) == sorted((a, b) for a in p["c_prod"] for b in p["c_ce"])
@@ -217,9 +217,9 @@ def test_04_loss_ablation(smoke):
     assert all([c_prod, c_ce] in [[c["c_prod"], c["c_ce"]] for c in cells] for c_prod, c_ce in m["best_cells"])
 
 
-def test_05_sigmoid_scale(smoke):
-    doc = _doc(smoke, "05_sigmoid_scale")
-    p = _params("05_sigmoid_scale")
+def test_06_sigmoid_scale(smoke):
+    doc = _doc(smoke, "06_sigmoid_scale")
+    p = _params("06_sigmoid_scale")
     per = doc["data"]["per_scale"]
     assert [r["scale"] for r in per] == p["scales"]
     for r in per:
@@ -228,9 +228,9 @@ def test_05_sigmoid_scale(smoke):
     assert best and set(best) <= set(p["scales"]) and best[0] == max(per, key=lambda r: r["full"])["scale"]
 
 
-def test_06_alpha_explorer(smoke):
-    doc = _doc(smoke, "06_alpha_explorer")
-    p = _params("06_alpha_explorer")
+def test_07_alpha_explorer(smoke):
+    doc = _doc(smoke, "07_alpha_explorer")
+    p = _params("07_alpha_explorer")
     m = doc["metrics"]
     assert m["grid_gap"] < 0.5 / m["n_eval"]  # live accuracy from cached logits == the grid's, image for image
     rows = doc["data"]["curve"]
@@ -242,11 +242,11 @@ def test_06_alpha_explorer(smoke):
     assert np.trace(cm) == round(m["clean_at_alpha"] * m["n_eval"])
 
 
-def test_07_mixing_methods_compares_the_three_methods_on_the_same_images(smoke):
+def test_08_mixing_methods_compares_the_three_methods_on_the_same_images(smoke):
     from adasmooth.attack_cache import images_hash
 
-    doc = _doc(smoke, "07_mixing_methods")
-    p = _params("07_mixing_methods")
+    doc = _doc(smoke, "08_mixing_methods")
+    p = _params("08_mixing_methods")
     cmp = doc["data"]["comparison"]
     x, y = _eval_set(p["n_eval"], p["seed"])
     assert cmp["n"] == len(y) and cmp["images_sha256"] == images_hash(x, y)  # one image set for every method

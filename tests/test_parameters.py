@@ -53,10 +53,10 @@ def test_the_profiles_are_the_declared_values():
         prof = profiles.get(name)
         assert prof.common == {} and prof.notebooks == parameters.profile_values(name)
     # spot checks against the values the profiles had before they were declared with the parameters
-    assert profiles.SMOKE.notebooks["04_loss_ablation"]["n_eval"] == 30
-    assert profiles.DEFAULT.notebooks["07_mixing_methods"]["curve_positions"] == [0.5]
+    assert profiles.SMOKE.notebooks["05_loss_ablation"]["n_eval"] == 30
+    assert profiles.DEFAULT.notebooks["08_mixing_methods"]["curve_positions"] == [0.5]
     assert profiles.PAPER.notebooks["02_ri_ablation"]["eps_linf"] == 8 / 255
-    assert "mix_momentum" not in profiles.PAPER.notebooks["05_sigmoid_scale"]  # unset: the notebook's default
+    assert "mix_momentum" not in profiles.PAPER.notebooks["06_sigmoid_scale"]  # unset: the notebook's default
     with pytest.raises(ValueError, match="unknown profile 'fast'"):
         parameters.profile_values("fast")
 
@@ -66,10 +66,10 @@ def test_the_domains_are_the_declared_ones():
         for name, p in decl.items():
             d = parameters.domain(stem, name)
             assert d is not None and d.text == p.allowed().text, (stem, name)
-    assert "at most headline_n" in parameters.domain("04_loss_ablation", "square_n").text
-    assert "at most n_eval" in parameters.domain("07_mixing_methods", "square_n").text
-    with pytest.raises(ValueError, match=r"04_loss_ablation: parameter 'c_ce' = \[2.0\] is not allowed"):
-        parameters.check("04_loss_ablation", {"c_ce": [2.0], "c_sum": 1.5})
+    assert "at most headline_n" in parameters.domain("04_adaptive_vs_constant", "square_n").text
+    assert "at most n_eval" in parameters.domain("08_mixing_methods", "square_n").text
+    with pytest.raises(ValueError, match=r"05_loss_ablation: parameter 'c_ce' = \[2.0\] is not allowed"):
+        parameters.check("05_loss_ablation", {"c_ce": [2.0], "c_sum": 1.5})
     # a notebook with no declarations (a test's, your own): the shared parameters' domains
     assert parameters.domain("99_mine", "seed").text == "an int >= 0" and parameters.domain("99_mine", "x") is None
 

@@ -140,7 +140,7 @@ def _wall_line(summary: Path) -> str:
 def test_a_partial_or_failed_run_keeps_the_other_sections_and_the_whole_runs_wall_time(tmp_path, monkeypatch):
     nb, out = tmp_path / "notebooks", tmp_path / "out"
     nb.mkdir()
-    for stem in ("00_first", "05_sigmoid_scale"):  # 05 carries a claim: the verdict table opens the summary
+    for stem in ("00_first", "06_sigmoid_scale"):  # 05 carries a claim: the verdict table opens the summary
         _notebook(nb / f"{stem}.ipynb", params=PARAMS, body="pass\n")
     runs = {}
     monkeypatch.setattr("papermill.execute_notebook", _stub(runs))
@@ -150,12 +150,12 @@ def test_a_partial_or_failed_run_keeps_the_other_sections_and_the_whole_runs_wal
     text = summary.read_text()  # as if the whole run had taken 1234 s
     summary.write_text(text.replace(_wall_line(summary), _wall_line(summary).split(" Wall time")[0]
                                     + " Wall time of this run: 1234 s; the notebooks' x."))
-    _notebook(nb / "05_sigmoid_scale.ipynb", params=PARAMS, body="pass  # changed: no longer current\n")
+    _notebook(nb / "06_sigmoid_scale.ipynb", params=PARAMS, body="pass  # changed: no longer current\n")
 
     assert [o.status for o in pipeline.run(PROFILE, out_root=out, nb_dir=nb, only="00", force=True, jobs=1)] == ["ran"]
     text = summary.read_text()
-    assert "## Verdicts" in text and "| 05_sigmoid_scale | recorded |" in text
-    assert "| 00_first | run 2 |" in text and "| 05_sigmoid_scale | run 1 |" in text  # its section: kept
+    assert "## Verdicts" in text and "| 06_sigmoid_scale | recorded |" in text
+    assert "| 00_first | run 2 |" in text and "| 06_sigmoid_scale | run 1 |" in text  # its section: kept
     assert "Wall time of the last whole run: 1234 s (this run, only 00_first: " in _wall_line(summary)
     assert pipeline._last_run(text)["wall"] == 1234
     assert "**1234 s of wall time" in readme.render(out, profile="default")["run"]  # the README's Last run
@@ -164,7 +164,7 @@ def test_a_partial_or_failed_run_keeps_the_other_sections_and_the_whole_runs_wal
     assert [o.status for o in pipeline.run(PROFILE, out_root=out, nb_dir=nb, force=True, jobs=1)] == ["failed", "ran"]
     text = summary.read_text()
     assert "Wall time of the last whole run: 1234 s (this run, 00_first failed: " in _wall_line(summary)
-    assert "## Verdicts" in text and "| 00_first | run 2 |" in text and "| 05_sigmoid_scale | run 2 |" in text
+    assert "## Verdicts" in text and "| 00_first | run 2 |" in text and "| 06_sigmoid_scale | run 2 |" in text
     assert "**1234 s of wall time" in readme.render(out, profile="default")["run"]
 
     monkeypatch.setattr("papermill.execute_notebook", _stub(runs))  # a whole run: its own wall time

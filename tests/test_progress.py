@@ -9,22 +9,22 @@ from adasmooth.pipeline.summary import cache_lines
 
 def test_progress_line_reads_the_kernels_report(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(progress.DIR_ENV, str(tmp_path))
-    progress.started("04_loss_ablation", estimate=100.0)
-    assert "04_loss_ablation: started (last run 100 s)" in capsys.readouterr().out
-    kernel = tmp_path / "04_loss_ablation.kernel.json"
+    progress.started("04_adaptive_vs_constant", estimate=100.0)
+    assert "04_adaptive_vs_constant: started (last run 100 s)" in capsys.readouterr().out
+    kernel = tmp_path / "04_adaptive_vs_constant.kernel.json"
     assert str(kernel) == __import__("os").environ[attack_cache.PROGRESS_ENV]
-    assert progress.line(tmp_path, "04_loss_ablation").endswith("; no attack-cache question yet")
+    assert progress.line(tmp_path, "04_adaptive_vs_constant").endswith("; no attack-cache question yet")
     monkeypatch.setattr(attack_cache, "stats", {"read": 7, "verified": 1, "identical": 1, "differing_images": 0,
                                                 "computed": 2, "computed_keys": [], "verified_keys": []})
     attack_cache._report("abc", "02d65197: evasion/w=1 on 300 images")
-    start = json.loads((tmp_path / "04_loss_ablation.json").read_text())["start"]
-    text = progress.line(tmp_path, "04_loss_ablation", now=start + 40)
+    start = json.loads((tmp_path / "04_adaptive_vs_constant.json").read_text())["start"]
+    text = progress.line(tmp_path, "04_adaptive_vs_constant", now=start + 40)
     assert "running 40 s, about 60 s left" in text
     assert "7 read, 2 computed, 1 recomputed to verify; now: 02d65197: evasion/w=1 on 300 images" in text
-    assert "past its last run's time" in progress.line(tmp_path, "04_loss_ablation", now=start + 140)
-    progress.finished("04_loss_ablation", "ran", 41.0)
-    assert "04_loss_ablation: ran after 41 s" in capsys.readouterr().out
-    assert progress.line(tmp_path, "04_loss_ablation") is None and not kernel.exists()
+    assert "past its last run's time" in progress.line(tmp_path, "04_adaptive_vs_constant", now=start + 140)
+    progress.finished("04_adaptive_vs_constant", "ran", 41.0)
+    assert "04_adaptive_vs_constant: ran after 41 s" in capsys.readouterr().out
+    assert progress.line(tmp_path, "04_adaptive_vs_constant") is None and not kernel.exists()
 
 
 def test_heartbeat_prints_running_notebooks_and_cleans_up(capsys, monkeypatch):

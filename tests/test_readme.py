@@ -53,7 +53,7 @@ def test_the_results_section_quotes_the_summary_wall_time_and_verdict_counts():
 
 
 def fake_results(folder: Path, wall: float, scale_acc: float):
-    results.write(folder, "05_sigmoid_scale", params={"n_eval": 200}, metrics={"n_eval": 200, "constant_pgd": 0.6},
+    results.write(folder, "06_sigmoid_scale", params={"n_eval": 200}, metrics={"n_eval": 200, "constant_pgd": 0.6},
                   data={"per_scale": [{"scale": 1.0, "full": scale_acc, "n": 200},
                                       {"scale": 2.0, "full": 0.3, "n": 200}]})
     results.write(folder, "01_theory_checks", params={}, metrics={"lemma1_violations": 0, "lemma1_certified": 10})
@@ -101,10 +101,10 @@ def test_the_headline_and_methods_blocks_carry_the_notebooks_tables(tmp_path):
     out = tmp_path / "results"
     out.mkdir()
     t = results.table(["method", "attacked %"], [["constant", "61.2 [58.1, 64.2]"]])
-    results.write(out, "04_loss_ablation", params={}, metrics={},
+    results.write(out, "04_adaptive_vs_constant", params={}, metrics={},
                   tables={"Table SM2: left out": results.table(["x"], [[1]]),
                           "Curves: learned α_θ vs constant α": t})
-    results.write(out, "07_mixing_methods", params={}, metrics={},
+    results.write(out, "08_mixing_methods", params={}, metrics={},
                   tables={"Mixing methods: verdict per clean accuracy": results.table(["target", "verdict"],
                                                                                        [["89.0", "tie"]])})
     b = readme.render(out)
@@ -113,14 +113,14 @@ def test_the_headline_and_methods_blocks_carry_the_notebooks_tables(tmp_path):
     assert "**Mixing methods: verdict per clean accuracy**" in b["methods"] and "| 89.0 | tie |" in b["methods"]
 
 
-def test_the_highlights_report_notebook_07_at_the_converged_budget(tmp_path):
+def test_the_highlights_report_notebook_08_at_the_converged_budget(tmp_path):
     acc = lambda k: {"acc": k / 1000, "k": k, "n": 1000, "low": 0, "high": 1}  # noqa: E731
     conv = {"n": 1000, "steps": [20, 50], "verdict": {"verdict": "tie between constant, mixednuts"},
             "methods": {"constant": {"attacked": acc(612), "reading": {"converged": True}},
                         "mixednuts": {"attacked": acc(598), "reading": {"converged": False}}}}
-    results.write(tmp_path, "07_mixing_methods", params={}, metrics={},
+    results.write(tmp_path, "08_mixing_methods", params={}, metrics={},
                   data={"comparison": {"points": [{"target_val": 0.89, "converged": conv}]}})
-    line = next(ln for ln in readme.render(tmp_path)["run"].splitlines() if "converged budget** (07" in ln)
+    line = next(ln for ln in readme.render(tmp_path)["run"].splitlines() if "converged budget** (08" in ln)
     assert "at 89.0 % validation clean accuracy" in line and "`constant` 61.2 % [" in line
     assert "`mixednuts` 59.8 % [" in line and "(NOT converged)" in line
     assert "**tie between constant, mixednuts**" in line

@@ -107,7 +107,7 @@ def test_the_retrain_note_says_the_command_the_wall_time_and_where_it_went(tmp_p
     rows = [{"model": "fmnist-standard", "status": "trained in this run", "seconds": 100.0},
             {"model": "fmnist-linf-at", "status": "trained in this run", "seconds": 200.4},
             {"model": "(all, side by side)", "status": "wall time", "seconds": 250.0}]
-    outs = [Outcome("04_loss_ablation", "ran", 1234.5, tmp_path, tmp_path)]
+    outs = [Outcome("04_adaptive_vs_constant", "ran", 1234.5, tmp_path, tmp_path)]
     note = _retrain_note(every, 4000.2, 2, outs, rows)
     assert "reproduce --profile smoke --retrain" in note and "Wall time 4000 s" in note
-    assert "2 base models trained (300 s" in note and "04_loss_ablation 1234 s" in note
+    assert "2 base models trained (300 s" in note and "04_adaptive_vs_constant 1234 s" in note

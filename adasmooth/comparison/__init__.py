@@ -21,11 +21,13 @@ Clopper-Pearson (95 %), "A beats B" is McNemar's exact test on the same images.
 Modules: :mod:`.statistics` (intervals, McNemar, AUC), :mod:`.attack_suite` (:class:`Budget`, :func:`attack_set`),
 :mod:`.cached_run` (:func:`evaluate` with the cache, α_θ diagnostics, the test images), :mod:`.head_to_head`
 (:func:`headline`, its tables, plot and :func:`verdict`), :mod:`.convergence` (the attack-budget ladder:
-:func:`convergence`, its tables and plot); every name is re-exported here.
+:func:`convergence`, its tables and plot), :mod:`.training_budget` (α_θ's training-budget curve); every name but
+the last module's is re-exported here.
 """
 from .attack_suite import Budget, attack_set  # noqa: F401
 from .cached_run import _masks_doc, alpha_values, diagnostics, evaluate, test_images  # noqa: F401
 from .convergence import LADDER, TOL_POINTS, ladder_tables, plot_ladder  # noqa: F401
 from .convergence import run as convergence  # noqa: F401
 from .head_to_head import finish_axes, headline, headline_tables, plot_headline, verdict  # noqa: F401
+from . import training_budget  # noqa: F401
 from ..statistics import auc, interval, mcnemar, summary  # noqa: F401

@@ -46,6 +46,8 @@ def headline(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at",
         out["methods"][name] = _masks_doc(res)
         if name != "constant":
             out["methods"][name]["head"] = {k2: v for k2, v in model.metadata["head"].items() if k2 != "val"}
+            out["methods"][name]["training"] = {"steps": model.metadata.get("steps"),
+                                                "seconds": model.metadata.get("train_seconds")}
     out["paired"] = _paired(models, masks)
     if with_diagnostics:
         out["diagnostics"] = {n: diagnostics(m, x, y, budget, identity=runs[n][1], use_cache=use_cache)

@@ -7,13 +7,14 @@ parameters, loads the models and images (:func:`adasmooth.notebook.setup`), comp
 parameters cell recorded automatically (:func:`recorded_params`).  Tests and benchmarks call the same functions.
 
 The procedures live in one module each, named after the notebook (``loss_ablation`` for
-``04_loss_ablation``) and imported below, so ``experiments.<name>`` is the procedure, never its module.
+``05_loss_ablation``) and imported below, so ``experiments.<name>`` is the procedure, never its module.
 """
 from .base import NOT_RECORDED, NOTEBOOKS, Experiment, Figure, new, one_axes, recorded_params  # noqa: F401
 from .quickstart import quickstart
 from .theory_checks import theory_checks
 from .ri_ablation import ri_ablation
 from .certified_radii import certified_radii
+from .adaptive_vs_constant import adaptive_vs_constant
 from .loss_ablation import loss_ablation
 from .sigmoid_scale import sigmoid_scale
 from .alpha_explorer import alpha_explorer

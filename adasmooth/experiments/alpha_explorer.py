@@ -1,4 +1,4 @@
-"""Notebook 06: the α explorer, h^α's clean accuracy recomputed live from cached logits of g and h as α
+"""Notebook 07: the α explorer, h^α's clean accuracy recomputed live from cached logits of g and h as α
 moves, its attacked accuracy read from a precomputed trade-off grid (:class:`adasmooth.explorer.AlphaExplorer`)."""
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from .base import Experiment, Figure, new
 
 log = logging.getLogger(__name__)
 
-STEM = "06_alpha_explorer"
+STEM = "07_alpha_explorer"
 
 
 def alpha_explorer(namespace: dict) -> Experiment:
-    """Notebook 06 with its parameters ``namespace``: the attacked-accuracy grid over ``alphas`` and ``options``
+    """Notebook 07 with its parameters ``namespace``: the attacked-accuracy grid over ``alphas`` and ``options``
     (computed, or the one a run recorded when ``grid_from``) and the explorer over it, starting at α = ``alpha``:
     ``exp.explorer.widget``.  The metrics, the confusion and the figure follow the slider (those of its α when
     saved)."""
@@ -59,7 +59,7 @@ def _grid(p: parameters.Values, nb: notebook.Setup, attacks: list[str]) -> list[
 
 
 def grid_params(p) -> dict:
-    """The parameters a recorded grid must have been computed with to stand for notebook 06's ``p`` (its
+    """The parameters a recorded grid must have been computed with to stand for notebook 07's ``p`` (its
     :func:`adasmooth.parameters.bind` view)."""
     return dict(dataset=p.dataset, g=p.g, h=p.h, norm=p.norm, eps=p.eps, steps=p.steps, n_eval=p.n_eval,
                 alphas=p.alphas, options=p.options, attacks=p.attacks or list(evaluate.DEFAULT_ATTACKS), seed=p.seed)

@@ -18,10 +18,11 @@ NOTEBOOKS = {
     "01_theory_checks": "theory_checks",
     "02_ri_ablation": "ri_ablation",
     "03_certified_radii": "certified_radii",
-    "04_loss_ablation": "loss_ablation",
-    "05_sigmoid_scale": "sigmoid_scale",
-    "06_alpha_explorer": "alpha_explorer",
-    "07_mixing_methods": "mixing_methods",
+    "04_adaptive_vs_constant": "adaptive_vs_constant",
+    "05_loss_ablation": "loss_ablation",
+    "06_sigmoid_scale": "sigmoid_scale",
+    "07_alpha_explorer": "alpha_explorer",
+    "08_mixing_methods": "mixing_methods",
 }
 
 #: parameters that say where and how a notebook runs, not what it computes (left out of the results JSON)

@@ -1,4 +1,4 @@
-"""Notebook 07: three ways of mixing the same g and h (constant α, the learned α_θ, MixedNUTS), set to the
+"""Notebook 08: three ways of mixing the same g and h (constant α, the learned α_θ, MixedNUTS), set to the
 same clean validation accuracy and attacked on the same test images (:func:`adasmooth.methods.compare`)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .base import Experiment, Figure, new, one_axes
 
 log = logging.getLogger(__name__)
 
-STEM = "07_mixing_methods"
+STEM = "08_mixing_methods"
 
 #: methods.tables key -> the table's title in the results JSON
 TITLES = {"points": "Mixing methods at matched clean accuracies (95 % intervals, cost)",
@@ -21,7 +21,7 @@ CONVERGED_TITLES = {"ladder": "Mixing methods on the attack-budget ladder: attac
 
 
 def mixing_methods(namespace: dict) -> Experiment:
-    """Notebook 07 with its parameters ``namespace``: MixedNUTS's (s, p, c) fitted on the validation split (cached
+    """Notebook 08 with its parameters ``namespace``: MixedNUTS's (s, p, c) fitted on the validation split (cached
     in the zoo folder), the three methods matched at ``curve_positions`` and attacked with the full attack set."""
     p = parameters.bind(STEM, namespace)  # declared names only (adasmooth/parameters.py)
     nb = notebook.setup(STEM, namespace, images=False)  # parameters checked, seeded; g, h loaded

@@ -1,4 +1,4 @@
-"""Notebook 05, Table SM3: one mixing network (Table SM2's best loss) with its Sigmoid input multiplied by each
+"""Notebook 06, Table SM3: one mixing network (Table SM2's best loss) with its Sigmoid input multiplied by each
 scale s, shifted to the common clean accuracy and attacked, with and without the evaluation range
 (:mod:`adasmooth.ablation`), against the constant α at the same clean accuracy."""
 from __future__ import annotations
@@ -13,9 +13,9 @@ log = logging.getLogger(__name__)
 
 
 def sigmoid_scale(namespace: dict):
-    """Table SM3 with the parameters of notebook 05 (its ``globals()``): one row per Sigmoid scale."""
-    p = parameters.bind("05_sigmoid_scale", namespace)  # declared names only (adasmooth/parameters.py)
-    nb = notebook.setup("05_sigmoid_scale", p)
+    """Table SM3 with the parameters of notebook 06 (its ``globals()``): one row per Sigmoid scale."""
+    p = parameters.bind("06_sigmoid_scale", namespace)  # declared names only (adasmooth/parameters.py)
+    nb = notebook.setup("06_sigmoid_scale", p)
     base = ablation.baseline(nb, p)
     model = ablation.network(p, nb.device, c_ce=p["c_ce"], c_bce=p["c_bce"], c_prod=p["c_prod"])
     per_scale = {}
@@ -29,9 +29,9 @@ def sigmoid_scale(namespace: dict):
     title = f"Table SM3: {base.label} accuracy by Sigmoid scale" + (
         f", without and with the evaluation range (width {width:g})" if width else "")
     caption = ablation.attacks_caption(base.label, len(base.y), p["eps"], p["norm"])
-    return new("05_sigmoid_scale", p, metrics=metrics, tables={title: _table(per_scale, width)}, inputs=nb.inputs,
+    return new("06_sigmoid_scale", p, metrics=metrics, tables={title: _table(per_scale, width)}, inputs=nb.inputs,
                data={"constant": base.const, "per_scale": [{"scale": s, **r} for s, r in per_scale.items()]},
-               figures=[Figure("05_sigmoid_scale", lambda: _plot(per_scale, base, width), caption)])
+               figures=[Figure("06_sigmoid_scale", lambda: _plot(per_scale, base, width), caption)])
 
 
 def _table(per_scale: dict, range_width: float | None) -> dict:

@@ -115,7 +115,7 @@ def _run_held(every: Plan, todo: list, chosen: set, *, jobs: int, force: bool, d
     if retrain and set(specs) & set(shipped.base_models()):  # the shipped zoo: every base model, used or not
         specs += [n for n in shipped.base_models() if n not in specs]
     left_out = [s for src, params in every.notebooks if src.stem not in chosen for s in model_specs(src, params)]
-    # retraining trains the mixing networks inside notebooks 04/05/07 (hours on a CPU): no cell limit then
+    # retraining trains the mixing networks inside notebooks 04/05/06/08 (hours on a CPU): no cell limit then
     timeout = None if retrain else every.profile.execution_timeout
     kw = dict(force=force, timeout=timeout, progress=progress, profile=every.profile.name)
     env = {attack_cache.VERIFY_FRACTION_ENV: str(verify_fraction), attack_cache.VERIFY_SEED_ENV: str(verify_seed)}

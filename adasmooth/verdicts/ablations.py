@@ -1,8 +1,8 @@
 """Claims (a)-(d): R = 1 on probabilities (notebook 02), the learned α_θ against the constant α and c_prod > 0
-(notebook 04, Table SM2), the Sigmoid scale (notebook 05, Table SM3)."""
+(notebook 05, Table SM2), the Sigmoid scale (notebook 06, Table SM3)."""
 from __future__ import annotations
 
-from .common import LOSS, PANELS, RI, RI_LABELS, SCALE, VERDICTS, _n_eval, _pct, _row, paper_reference
+from .common import HEADLINE, LOSS, PANELS, RI, RI_LABELS, SCALE, VERDICTS, _n_eval, _pct, _row, paper_reference
 from ..statistics import accuracy, compare
 
 
@@ -55,7 +55,7 @@ def ri_choice(doc: dict | None) -> list[dict]:
 def learned_vs_constant(doc: dict | None) -> list[dict]:
     """Claim (b), one row per learned mixer: the learned α_θ beats the constant α at equal clean accuracy.
 
-    Judged by the strongest evaluation that notebook 04 ran: for a mixer on the attack-budget ladder
+    Judged by the strongest evaluation that notebook 04 (the headline) ran: for a mixer on the attack-budget ladder
     (``data.converged``) the verdict recorded at the converged budget; for one only attacked at the headline's
     base budget (``data.verdicts[name]``, else the metric ``headline_<name>_verdict``) that verdict, except
     that a "reproduced" there becomes "inconclusive" when the ladder ran beside it (a number that a stronger
@@ -69,7 +69,7 @@ def learned_vs_constant(doc: dict | None) -> list[dict]:
     paper = (f"constant α: {_pct(base['pgd20'])} PGD20 at {_pct(base['clean'])} clean; learned α_θ: "
              f"{_pct(min(cells))}–{_pct(max(cells))} (Table SM2, all 12 cells)")
     claim = "(b) the learned α_θ beats the constant α at equal clean accuracy"
-    source = f"Table SM2 baseline, notebook {LOSS} (headline)"
+    source = f"the headline, notebook {HEADLINE}"
     doc = doc or {}
     data, metrics = doc.get("data") or {}, doc.get("metrics") or {}
     recorded = dict(data.get("verdicts") or {})

@@ -16,8 +16,8 @@ RULE_NOTE = ("Intervals: 95 % Clopper-Pearson. \"A beats B\": McNemar's exact te
 COLUMNS = ["claim", "paper", "ours (95 % CI)", "verdict", "source"]
 
 # the notebooks whose results the claims are judged on (results JSON stems)
-THEORY, RI, SM1, LOSS, SCALE = ("01_theory_checks", "02_ri_ablation", "03_certified_radii", "04_loss_ablation",
-                                "05_sigmoid_scale")
+THEORY, RI, SM1, HEADLINE, LOSS, SCALE = ("01_theory_checks", "02_ri_ablation", "03_certified_radii",
+                                          "04_adaptive_vs_constant", "05_loss_ablation", "06_sigmoid_scale")
 RI_LABELS = {name: m.short for name, m in MIXERS.items()}  # the registry's short labels
 PANELS = {"fig1": "Fig. 1", "sm2a": "Fig. SM2a", "sm2b": "Fig. SM2b"}
 
