@@ -99,9 +99,14 @@ def _run_block(folder: Path, docs: dict, profile: str) -> list[str]:
     lines = [GENERATED.format(profile=profile), ""]
     if last["wall"] is not None:
         w = last["wall"]
+        stats = [d["attack_cache"] for d in docs.values() if d.get("attack_cache")]
+        fractions = sorted({s["verify_fraction"] for s in stats if s.get("verify_fraction") is not None})
+        check = (f" It recomputed {sum(s['verified'] for s in stats)} of the {sum(s['read'] for s in stats)} cached "
+                 f"attack answers it read to check them (`VERIFY={', '.join(map(str, fractions))}`)."
+                 if fractions else "")
         lines.append(f"Last run (`results/{profile}/summary.md`): **{w:.0f} s of wall time ({w / 60:.1f} min)**, "
                      f"{'within' if w <= TARGET_MAIN_S else 'over'} the {TARGET_MAIN_S // 60}-minute target for the "
-                     f"main job.")
+                     f"main job." + check)
     if times:
         lines.append(f"The notebooks' own times add up to {own:.0f} s "
                      f"({'within' if own <= TARGET_NOTEBOOKS_S else 'over'} the {TARGET_NOTEBOOKS_S // 60}-minute "
