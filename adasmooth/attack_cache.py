@@ -21,7 +21,10 @@ Three guards make a replay trustworthy on any machine:
   :func:`tolerance` differing images raise :class:`CacheMismatch` naming the entry.  An entry whose answer can
   be recomputed for some of its images alone (``cached_values(partial=)``: the noise votes, whose generator
   is walked without the forward passes) is verified on every read, on a seeded sample of the fraction of its
-  images (at least :data:`SAMPLE_MIN`), so that a costly entry's check costs that fraction of it.  :data:`stats` counts
+  images (at least :data:`SAMPLE_MIN`), so that a costly entry's check costs that fraction of it.  Notebooks that
+  read the same entries pick the same sample (it depends on the seed and the entry only); with
+  ``$ADASMOOTH_VERIFY_CLAIMS`` (a folder ``reproduce`` makes per run) the first process to reach a sampled entry
+  claims it and the others skip its check (:func:`_claimed_elsewhere`).  :data:`stats` counts
   what a process read, verified and computed (written into each notebook's results).
 
 Under :func:`checking` nothing is computed: a miss raises :class:`CacheMiss` (``cache check``).
@@ -47,9 +50,10 @@ log = logging.getLogger(__name__)
 
 CODE_VERSION = 1
 VERIFY_FRACTION_ENV, VERIFY_SEED_ENV = "ADASMOOTH_VERIFY_FRACTION", "ADASMOOTH_VERIFY_SEED"
+VERIFY_CLAIMS_ENV = "ADASMOOTH_VERIFY_CLAIMS"  # a run's folder of claimed entries: each sampled entry checked once
 PROGRESS_ENV = "ADASMOOTH_PROGRESS_FILE"
 stats = {"read": 0, "verified": 0, "identical": 0, "differing_images": 0, "computed": 0, "computed_keys": [],
-         "verified_keys": [], "sampled": 0}
+         "verified_keys": [], "sampled": 0, "verified_elsewhere": 0}
 SAMPLE_MIN = 2  # images an entry verified on a sample of its images recomputes at the least
 _state = {"check": False, "questions": [], "fraction": None, "seed": 0, "keys": None}
 
@@ -127,6 +131,21 @@ def _image_sample(name: str, n: int):
     mask = torch.zeros(n, dtype=torch.bool)
     mask[torch.randperm(n, generator=g)[:k]] = True
     return mask
+
+
+def _claimed_elsewhere(name: str) -> bool:
+    """Whether another process of this run already claimed the check of entry ``name`` (the claim is a file
+    created exclusively in ``$ADASMOOTH_VERIFY_CLAIMS``; without that folder every process checks its sample)."""
+    folder = os.environ.get(VERIFY_CLAIMS_ENV)
+    if not folder or _state["keys"] is not None:
+        return False
+    try:
+        os.close(os.open(os.path.join(folder, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return False
+    except FileExistsError:
+        return True
+    except OSError:  # no usable folder: check here
+        return False
 
 
 def report() -> dict:
@@ -251,7 +270,9 @@ def _answer(name: str, path, stored, compute, n_of, what: str, partial=None):
         stats["read"] += 1
         _report(name, what)
         sample = _image_sample(name, n_of(stored[0])) if partial is not None else None
-        if sample is not None or _selected(name):
+        if (sample is not None or _selected(name)) and _claimed_elsewhere(name):
+            stats["verified_elsewhere"] += 1
+        elif sample is not None or _selected(name):
             old, fresh = (stored[0], compute()) if sample is None else (stored[0][sample], partial(sample)[sample])
             n = n_of(fresh)
             diff = differing(old, fresh, n)

@@ -58,7 +58,8 @@ def empty_attack_cache(monkeypatch, tmp_path):
     from adasmooth import attack_cache
 
     monkeypatch.setenv("ADASMOOTH_DATA", str(tmp_path))
-    for k in ("ADASMOOTH_VERIFY_FRACTION", "ADASMOOTH_VERIFY_SEED", "ADASMOOTH_PROGRESS_FILE"):
+    for k in ("ADASMOOTH_VERIFY_FRACTION", "ADASMOOTH_VERIFY_SEED", "ADASMOOTH_VERIFY_CLAIMS",
+              "ADASMOOTH_PROGRESS_FILE"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setattr(attack_cache, "stats", {k: ([] if k.endswith("_keys") else 0) for k in attack_cache.stats})
     return tmp_path / "attack-cache"

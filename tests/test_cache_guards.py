@@ -177,3 +177,27 @@ def test_a_partially_recomputable_entry_is_verified_on_a_seeded_sample_of_its_im
     with pytest.raises(attack_cache.CacheMismatch, match=r"v\.json.*a seeded sample of 20 of its 200 images"):
         with attack_cache.verifying(0.1, seed=2):
             attack_cache.cached_values("v", full, True, dtype=torch.int64, partial=partial)
+
+
+def test_an_entry_two_notebooks_sample_is_recomputed_once_per_run(cache, monkeypatch, tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return _mask()
+
+    attack_cache.cached_values("shared", compute, True)
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    monkeypatch.setenv(attack_cache.VERIFY_CLAIMS_ENV, str(claims))
+    for _ in range(2):  # two notebooks of one run read the same sampled entry: the first checks it, the second not
+        with attack_cache.verifying(1.0):
+            assert attack_cache.cached_values("shared", compute, True)[2]
+    assert len(calls) == 2 and attack_cache.stats["verified"] == 1 and attack_cache.stats["verified_elsewhere"] == 1
+    with attack_cache.verifying(1.0, keys=["shared"]):  # an entry named on demand is always recomputed
+        attack_cache.cached_values("shared", compute, True)
+    assert len(calls) == 3
+    monkeypatch.delenv(attack_cache.VERIFY_CLAIMS_ENV)  # without a run's claims folder: every read of the sample
+    with attack_cache.verifying(1.0):
+        attack_cache.cached_values("shared", compute, True)
+    assert len(calls) == 4

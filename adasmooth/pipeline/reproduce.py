@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -118,10 +120,15 @@ def _run_held(every: Plan, todo: list, chosen: set, *, jobs: int, force: bool, d
     # retraining trains the mixing networks inside notebooks 04/05/06/08 (hours on a CPU): no cell limit then
     timeout = None if retrain else every.profile.execution_timeout
     kw = dict(force=force, timeout=timeout, progress=progress, profile=every.profile.name)
-    env = {attack_cache.VERIFY_FRACTION_ENV: str(verify_fraction), attack_cache.VERIFY_SEED_ENV: str(verify_seed)}
-    with _environment(env), Heartbeat():
-        done, zoo_rows = _train_and_run(every, todo, specs, kw, jobs=jobs, device=device, progress=progress,
-                                        also=left_out)
+    claims = tempfile.mkdtemp(prefix="adasmooth-verify-claims-")  # a sampled entry read by two notebooks: checked once
+    env = {attack_cache.VERIFY_FRACTION_ENV: str(verify_fraction), attack_cache.VERIFY_SEED_ENV: str(verify_seed),
+           attack_cache.VERIFY_CLAIMS_ENV: claims}
+    try:
+        with _environment(env), Heartbeat():
+            done, zoo_rows = _train_and_run(every, todo, specs, kw, jobs=jobs, device=device, progress=progress,
+                                            also=left_out)
+    finally:
+        shutil.rmtree(claims, ignore_errors=True)
     outcomes, listed = _listed(every, chosen, done)
     ship = shipped.manifest(every.zoo_root)
     _name_model_sources(zoo_rows, ship)

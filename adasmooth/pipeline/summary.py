@@ -74,6 +74,8 @@ def cache_lines(docs: dict) -> list[str]:
     fractions = sorted({s.get("verify_fraction") for s in stats.values() if s.get("verify_fraction") is not None})
     sampled = sum(s.get("sampled", 0) for s in stats.values())
     on_sample = f", {sampled} of them on a seeded sample of their images" if sampled else ""
+    elsewhere = sum(s.get("verified_elsewhere", 0) for s in stats.values())
+    on_sample += f"; {elsewhere} more sampled reads were checked by another notebook of the run" if elsewhere else ""
     line = (f"Attack cache (code version {max(s['code_version'] for s in stats.values())}): {read} cached attack results "
             f"read, {verified} recomputed to verify them ({identical} identical{on_sample}, {differing} differing images "
             "in all; "
