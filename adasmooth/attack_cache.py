@@ -270,9 +270,10 @@ def _answer(name: str, path, stored, compute, n_of, what: str, partial=None):
         stats["read"] += 1
         _report(name, what)
         sample = _image_sample(name, n_of(stored[0])) if partial is not None else None
-        if (sample is not None or _selected(name)) and _claimed_elsewhere(name):
+        checked = sample is not None or _selected(name)
+        if checked and _claimed_elsewhere(name):
             stats["verified_elsewhere"] += 1
-        elif sample is not None or _selected(name):
+        elif checked:
             old, fresh = (stored[0], compute()) if sample is None else (stored[0][sample], partial(sample)[sample])
             n = n_of(fresh)
             diff = differing(old, fresh, n)

@@ -51,13 +51,18 @@ def _mixers(p: dict) -> dict:
                 mixing_overrides=p["headline_mix_overrides"] or None)
 
 
+def _provide(p: dict, names, device) -> None:
+    """The learned mixers ``names``: shipped in data/zoo; trained here only when missing and ``train_missing``."""
+    for name in names:
+        learned.get_or_train(name, train_if_missing=p["train_missing"], **_mixers(p), device=device,
+                             progress=p["progress"])
+
+
 def _headline(p: dict, device) -> dict:
     """The learned mixers (shipped in the zoo) against the constant α: ``doc``, ``verdicts``, its tables, metrics
     and figure."""
     names = p["headline_mixers"]
-    for name in names:  # shipped in data/zoo; trained here only when missing and train_missing
-        learned.get_or_train(name, train_if_missing=p["train_missing"], **_mixers(p), device=device,
-                             progress=p["progress"])
+    _provide(p, names, device)
     doc = comparison.headline(g=p["g"], h=p["h"], learned_names=names, n_test=p["headline_n"],
                               budget=comparison.Budget.of(p), **_mixers(p), use_cache=p["use_attack_cache"],
                               device=device, progress=p["progress"])
@@ -109,9 +114,7 @@ def _ladder(p: dict, device) -> dict:
 def _training_budget(p: dict, device) -> dict:
     """α_θ's training-budget curve (:mod:`comparison.training_budget`): ``budget_mixers`` each against the constant
     α with the headline's attack set: ``doc``, its table, metrics and figure."""
-    for name in p["budget_mixers"]:  # shipped in data/zoo; trained here only when missing and train_missing
-        learned.get_or_train(name, train_if_missing=p["train_missing"], **_mixers(p), device=device,
-                             progress=p["progress"])
+    _provide(p, p["budget_mixers"], device)
     doc = comparison.training_budget.run(learned_names=p["budget_mixers"], g=p["g"], h=p["h"], n_test=p["headline_n"],
                                          budget=comparison.Budget.of(p), **_mixers(p), use_cache=p["use_attack_cache"],
                                          device=device, progress=p["progress"])
