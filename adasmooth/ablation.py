@@ -54,18 +54,12 @@ def constant_baseline(g, h, x, y, target: float, *, eps: float, steps: int, norm
 
 
 def robust(model, x, y, *, identity: str | None = None, use_cache: bool = False, **attack_kw) -> dict:
-    """:func:`adaptive.robust_accuracy_adaptive` of ``model`` as it stands (weights, head, range), read
-    from the attack cache when it was computed before; adds ``seconds`` and ``cached``.  ``identity``: the
-    model's content address (default: its weights and head as they are; a calibrated model passes
-    :func:`attack_cache.calibrated`'s address instead)."""
-    def compute():
-        return robust_accuracy_adaptive(model, x, y, **attack_kw)
-
-    question = {"what": "adaptive.robust_accuracy_adaptive", "model": identity or attack_cache.fingerprint(model),
-                "images": attack_cache.images_hash(x, y),
-                "params": {k: v for k, v in attack_kw.items() if k not in ("device", "progress")}}
-    out, seconds, hit = attack_cache.cached_doc(question, compute, use_cache)
-    return {**out, "seconds": round(seconds, 1), "cached": hit}
+    """:func:`adaptive.robust_accuracy_adaptive` of ``model`` as it stands (weights, head, range), each attack's
+    outcome read from the attack cache when it was computed before (``seconds``: as recorded, ``cached``).
+    ``identity``: the model's content address (default: its weights and head as they are; a calibrated model
+    passes :func:`attack_cache.calibrated`'s address instead)."""
+    return robust_accuracy_adaptive(model, x, y, identity=identity or attack_cache.fingerprint(model),
+                                    use_cache=use_cache, **attack_kw)
 
 
 def evaluate_network(model, x, y, target: float, *, range_width: float | None, use_cache: bool = False,

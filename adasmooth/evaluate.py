@@ -21,10 +21,11 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import torch
 
 from . import checkpoint, data
-from .attack_cache import cached_doc, fingerprint, images_hash, pack, unpack
-from .attacks import NORMS, apgd_targeted, autoattack, model_output, pgd, pgd_targeted, predict, worst_case
+from .attack_cache import fingerprint
+from .attacks import NORMS, apgd_targeted, autoattack, model_output, pgd, pgd_targeted, worst_case
 from .mixing import (LABELS, OPTIONS, check_alpha,  # noqa: F401 - OPTIONS, LABELS: also read as evaluate.*
                      get as get_mixer)
+from .runner import Attack, Run, run
 from .runtime import batches, get_device, progress_bar
 
 log = logging.getLogger(__name__)
@@ -149,32 +150,26 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
     common = dict(eps=eps, steps=steps, norm=norm, step_size=step_size, random_start=random_start, seed=seed,
                   batch_size=batch_size)
     apgd = dict(eps=eps, norm=norm, n_iter=apgd_iter, seed=seed, batch_size=batch_size)
-    built: dict[str, Callable | torch.Tensor] = {}
-
-    def attack_fns():  # built on the first row that is not cached (the transfers cost one PGD run each)
-        if not built:
-            built.update(_named_attacks(g, h, x, y, attacks, common, apgd, n_targets))
-            built.update(extra_attacks or {})
-        return built
-
-    question = _cache_question(g, h, x, y, attacks, common, apgd, n_targets) if use_cache else None
+    suite = tradeoff_suite(g, h, x, y, attacks, common, apgd, n_targets, extra_attacks)
+    question = _cache_question(g, h, common, apgd, n_targets) if use_cache else None
     reference = dict(reference or {})
     rows = []
     grid = [(o, float(a)) for o in options for a in alphas]
     for oname, a in progress_bar(grid, progress=progress, desc="trade-off"):
         spec = get_mixer(oname)
         mix = spec.build(g, h, a, norm=norm)
-        masks, seconds, hit = _row_masks(mix, x, y, attack_fns, batch_size, dev,
-                                         {**question, "option": oname, "alpha": (alpha_keys or {}).get(a, a)}
-                                         if use_cache else None)
-        row = _accuracy_row(oname, spec, a, len(x), masks, subsets)
+        res = run(mix, x, y, suite(mix), question=question and {**question, "option": oname,
+                                                                "alpha": (alpha_keys or {}).get(a, a)},
+                  label=f"{oname} α={a:.4g}", use_cache=use_cache, batch_size=batch_size)
+        row = _accuracy_row(oname, spec, a, len(x), res, subsets)
+        seconds = res.seconds
         if reference:
-            seconds += _add_reference(row, mix, x, y, reference, masks["correct"], batch_size, dev)
+            seconds += _add_reference(row, mix, x, y, reference, res.correct, batch_size, dev)
         row["seconds"] = round(seconds, 2)
         if use_cache:
-            row["cached"] = hit
+            row["cached"] = res.cached
         log.info("%s α=%.3g: clean %.2f %%, attacked %.2f %%%s", oname, a, 100 * row["clean"], 100 * row["attacked"],
-                 " (cached)" if hit else "")
+                 " (cached)" if res.cached else "")
         rows.append(row)
     return rows
 
@@ -208,13 +203,13 @@ def _check_tradeoff(x, y, alphas, options, *, norm, apgd_iter, attacks, extra_at
     return options, subsets
 
 
-def _accuracy_row(oname: str, spec, a: float, n: int, masks: dict, subsets: dict) -> dict:
+def _accuracy_row(oname: str, spec, a: float, n: int, res: Run, subsets: dict) -> dict:
     """A trade-off row's accuracies: clean, worst case, per attack and per subset of attacks."""
     row = {"option": oname, "space": spec.space, "R": spec.R, "alpha": a, "n": n,
-           "clean": _fraction(masks["clean"]), "attacked": _fraction(masks["correct"]),
-           **{k: _fraction(v) for k, v in masks["per_attack"].items()}}
+           "clean": _fraction(res.clean), "attacked": _fraction(res.correct),
+           **{k: _fraction(v) for k, v in res.masks.items()}}
     for sname, members in subsets.items():
-        ok = torch.stack([masks["clean"], *(masks["per_attack"][m] for m in members)]).all(0)
+        ok = torch.stack([res.clean, *(res.masks[m] for m in members)]).all(0)
         row[sname] = _fraction(ok)
     return row
 
@@ -228,56 +223,45 @@ def _add_reference(row: dict, mix, x, y, reference: Mapping, correct, batch_size
     return time.perf_counter() - t0
 
 
-def _named_attacks(g, h, x, y, attacks, common: dict, apgd: dict, n_targets: int) -> dict:
-    """The attacks of ``tradeoff_curve`` by name; the transfers as examples crafted once on g or h alone."""
+def tradeoff_suite(g, h, x, y, attacks, common: dict, apgd: dict, n_targets: int, extra_attacks=None) -> Callable:
+    """``suite(mix) -> [runner.Attack]``: the trade-off set on (x, y) for a mixture of g and h.  Every attack runs
+    on every image (its column: the attack alone) but APGD-CE / APGD-T, which run last on the images all others
+    left correct (as AutoAttack does); the transfers are crafted once on g or h alone (on the first mixture whose
+    answer is not cached) and reused for every mixture.  ``extra_attacks``: ``attack(model, x, y) -> x_adv`` or
+    examples precomputed for x."""
+    crafted: dict[str, torch.Tensor] = {}
+
+    def transfer(name):
+        def fn(xs, ys):
+            if name not in crafted:
+                t0 = time.perf_counter()
+                crafted[name] = pgd(g if name == "transfer_g" else h, x, y, loss="ce", **common)
+                log.info("%s crafted in %.1f s", name, time.perf_counter() - t0)
+            return crafted[name]
+        return fn
+
     direct = {"pgd_ce": partial(pgd, loss="ce", **common), "pgd_dlr": partial(pgd, loss="dlr", **common),
               "pgd_margin": partial(pgd, loss="margin", **common),
               "pgd_t": partial(pgd_targeted, n_targets=n_targets, loss="dlr", **common),
               "apgd_ce": partial(autoattack, attacks=("apgd-ce",), **apgd),
               "apgd_t": partial(apgd_targeted, n_targets=n_targets, **apgd)}
-    chosen = {}
-    for name in attacks:
-        if name.startswith("transfer_"):   # crafted once on g or h alone, reused for every mix
-            t0 = time.perf_counter()
-            chosen[name] = pgd(g if name == "transfer_g" else h, x, y, loss="ce", **common)
-            log.info("%s crafted in %.1f s", name, time.perf_counter() - t0)
-        else:
-            chosen[name] = direct[name]
-    return chosen
+
+    def suite(mix) -> list[Attack]:
+        def bound(a):
+            return (lambda xs, ys: a) if torch.is_tensor(a) else (lambda xs, ys: a(mix, xs, ys))
+        named = [Attack(n, transfer(n) if n.startswith("transfer_") else bound(direct[n]),
+                        on="survivors" if n in CASCADED else "all") for n in attacks]
+        extra = [Attack(n, bound(a), on="all") for n, a in (extra_attacks or {}).items()]
+        return ([a for a in named if a.on == "all"] + extra + [a for a in named if a.on == "survivors"])
+    return suite
 
 
-def _cache_question(g, h, x, y, attacks, common: dict, apgd: dict, n_targets: int) -> dict:
+def _cache_question(g, h, common: dict, apgd: dict, n_targets: int) -> dict:
     for name, m in (("g", g), ("h", h)):
         if not hasattr(m, "state_dict"):
             raise ValueError(f"use_cache=True needs {name} to be a torch module (its weights are the cache key)")
-    return {"what": "evaluate.tradeoff_curve row", "g": fingerprint(g, extra=repr(g)),
-            "h": fingerprint(h, extra=repr(h)), "images": images_hash(x, y), "attacks": list(attacks),
+    return {"what": "evaluate.tradeoff_curve", "g": fingerprint(g, extra=repr(g)), "h": fingerprint(h, extra=repr(h)),
             "pgd": common, "apgd": apgd, "n_targets": n_targets}
-
-
-def _row_masks(mix, x, y, attack_fns, batch_size: int, dev, question: dict | None):
-    """``({"clean", "correct", "per_attack": {name: mask}}, seconds, cached)`` of one mixture."""
-    def compute():
-        clean_ok = torch.cat([predict(mix, x[sl]) == y[sl] for sl in batches(len(x), batch_size)]).cpu()
-        chosen = attack_fns()
-        rob = robust_accuracy(mix, x, y, chosen, batch_size=batch_size, device=dev,
-                              only_robust=[k for k in chosen if k in CASCADED])
-        return {"clean": clean_ok, "correct": rob.correct, "per_attack": rob.per_attack_correct}
-
-    if question is None:
-        t0 = time.perf_counter()
-        masks = compute()
-        return masks, time.perf_counter() - t0, False
-    def packed():
-        m = compute()
-        return {"clean": pack(m["clean"]), "correct": pack(m["correct"]),
-                "per_attack": {k: pack(v) for k, v in m["per_attack"].items()}}
-
-    def unpacked(doc):  # a stored entry whose masks do not fit these images is unreadable: recomputed
-        n = len(x)
-        return {"clean": unpack(doc["clean"], n), "correct": unpack(doc["correct"], n),
-                "per_attack": {k: unpack(v, n) for k, v in doc["per_attack"].items()}}
-    return cached_doc(question, packed, use_cache=True, decode=unpacked)
 
 
 def autoattack_reference(*, eps: float, norm: str = "linf", attacks=("apgd-ce", "apgd-t"), seed: int = 0,

@@ -9,21 +9,31 @@ import torch
 from .. import data
 from ..adaptive import attack_adaptive
 from ..attack_cache import cached_values, images_hash, key
-from ..attacks import predict
-from ..runtime import batches, progress_bar
+from ..runner import Attack, run
+from ..runtime import batches
 from ..statistics import auc, summary
 from .attack_suite import Budget, attack_set
 
 log = logging.getLogger(__name__)
 
 
-def _correct(model, x, y, bs):
-    return (predict(model, x, bs) == y).cpu()
+def suite(model, budget: Budget, square_idx=None) -> list[Attack]:
+    """:func:`attack_set` as a runner suite: every attack on what the earlier ones left (AutoAttack's cascade),
+    Square on the positions ``square_idx`` only (left out when None)."""
+    out = []
+    for name, fn in attack_set(model, budget).items():
+        if name.startswith("square"):
+            if square_idx is None:
+                continue
+            out.append(Attack(name, fn, subset=square_idx))
+        else:
+            out.append(Attack(name, fn))
+    return out
 
 
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, budget: Budget, *, identity: str, square_idx=None,
              use_cache: bool = True, progress: bool = False, survivors: torch.Tensor | None = None) -> dict:
-    """Run :func:`attack_set` on (x, y) AutoAttack-style and return per-image masks.
+    """Run :func:`attack_set` on (x, y) with :func:`runner.run` and return per-image masks.
 
     ``identity`` is the mixer's content address (:func:`fingerprint`).  Square runs only on
     ``square_idx`` (positions in x).  Returns ``{"clean", "worst": bool masks, "steps": [{"attack",
@@ -35,43 +45,17 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, budget: Budget, *, identit
     model.eval()
     dev = next(model.parameters()).device
     x, y = x.to(dev), y.to(dev)
-    bs = budget.batch_size
-    base_key = {"identity": identity, "budget": budget.key()}
-    clean = _correct(model, x, y, bs)
-    correct = clean.clone() if survivors is None else clean & survivors.cpu()
-    steps, sq = [], None
-    attacks = attack_set(model, budget)
-    for name, attack in progress_bar(list(attacks.items()), progress=progress, desc="attacks", leave=False):
-        is_square = name.startswith("square")
-        pool = correct.clone()
-        if is_square:
-            if square_idx is None:
-                continue
-            sub = torch.zeros_like(pool)
-            sub[torch.as_tensor(square_idx)] = True
-            pool &= sub
-        idx = pool.nonzero().flatten()
-        if len(idx) == 0:
-            ok, secs, hit = torch.zeros(0, dtype=torch.bool), 0.0, False
-        else:
-            xs, ys = x[idx.to(dev)], y[idx.to(dev)]
-            entry = key({**base_key, "attack": name, "images": images_hash(xs, ys)})
-
-            def compute(attack=attack, xs=xs, ys=ys):
-                return _correct(model, attack(xs, ys), ys, bs)
-            ok, secs, hit = cached_values(entry, compute, use_cache, what=f"{identity[:12]}: {name} on {len(idx)} images")
-        after = pool.clone()
-        after[idx] = ok
-        if is_square:
-            sub_idx = torch.as_tensor(square_idx)
-            sq = {"attack": name, "n": len(sub_idx), "before": correct[sub_idx].clone(),
-                  "after": (correct & ~pool | after)[sub_idx], "seconds": round(secs, 1), "cached": hit}
-        else:
-            correct = after
-            steps.append({"attack": name, "acc": correct.float().mean().item(), "seconds": round(secs, 1),
-                          "cached": hit})
-        log.info("%s: %s%s", identity[:8], name, " (cached)" if hit else f" {secs:.0f} s")
-    return {"clean": clean, "worst": correct, "steps": steps, "square": sq}
+    res = run(model, x, y, suite(model, budget, square_idx), question={"identity": identity, "budget": budget.key()},
+              label=identity[:12], use_cache=use_cache, survivors=survivors, batch_size=budget.batch_size,
+              progress=progress)
+    steps = [{k: s[k] for k in ("attack", "acc", "seconds", "cached")} for s in res.steps
+             if s["attack"] not in res.subsets]
+    sq = None
+    for name, sub in res.subsets.items():
+        s = next(st for st in res.steps if st["attack"] == name)
+        sq = {"attack": name, "n": len(sub["positions"]), "before": sub["before"], "after": sub["after"],
+              "seconds": s["seconds"], "cached": s["cached"]}
+    return {"clean": res.clean, "worst": res.correct, "steps": steps, "square": sq}
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ from dataclasses import replace
 import torch
 
 from .. import zoo
+from ..runner import shard_slices
 from ..runtime import get_device
 from ..statistics import interval, mcnemar, summary
 from ..tables import table
@@ -34,14 +35,6 @@ log = logging.getLogger(__name__)
 LADDER = (20, 50, 100, 200)
 TOL_POINTS = 0.5
 LADDER_BATCH = 100  # images per attack batch on the ladder (faster per image than 250 on a CPU core)
-
-
-def shard_slices(n: int, shards: int) -> list[slice]:
-    """``shards`` contiguous, nearly equal parts of ``range(n)``."""
-    if not 1 <= shards <= n:
-        raise ValueError(f"shards must lie in [1, {n}] (the image count), got {shards}")
-    bounds = [round(i * n / shards) for i in range(shards + 1)]
-    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def ladder(model, x, y, base: Budget, *, identity: str, survivors: torch.Tensor, steps=LADDER, shards: int = 2,
