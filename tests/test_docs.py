@@ -33,7 +33,7 @@ def test_the_extending_examples_register_a_constant_and_a_learned_mixer(capsys, 
     monkeypatch.setattr(mixing, "LABELS", dict(mixing.LABELS))
     monkeypatch.setattr(learned, "RECIPES", dict(learned.RECIPES))
     monkeypatch.setattr(zoo, "PROVIDERS", dict(zoo.PROVIDERS))
-    constant, learned_block = python_blocks("docs/extending.md")
+    constant, _, learned_block = python_blocks("docs/extending.md")
     exec(compile(constant, "docs/extending.md", "exec"), {})  # noqa: S102
     assert mixing.get("my_mixer").space == "logit" and "my_mixer" in mixing.OPTIONS
     exec(compile(learned_block, "docs/extending.md", "exec"), {})  # noqa: S102
@@ -41,3 +41,15 @@ def test_the_extending_examples_register_a_constant_and_a_learned_mixer(capsys, 
     assert r.mixing["c_prod"] == 0.5 and r.mixing["c_bce"] == learned.HEADLINE_MIX["c_bce"]
     with pytest.raises(ValueError, match="already registered"):
         learned.register(r)
+
+
+def test_the_extending_runner_example_attacks_a_mixer_with_a_named_suite(capsys, one_thread):
+    code = python_blocks("docs/extending.md")[1]
+    scope = {}
+    exec(compile(code, "docs/extending.md", "exec"), scope)  # noqa: S102 - the page's own example
+    out = capsys.readouterr().out
+    m = re.fullmatch(r"attacked (\d\.\d\d), clean (\d\.\d\d), (\d+) attacks\n", out)
+    assert m, out
+    attacked, clean, n = float(m.group(1)), float(m.group(2)), int(m.group(3))
+    assert 0 < attacked < clean and n == len(scope["res"].steps) == 7  # PGD ×2, transfers ×2, APGD ×2, Square
+    assert scope["res"].correct.sum() <= scope["res"].clean.sum()
