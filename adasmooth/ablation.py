@@ -21,7 +21,7 @@ from . import attack_cache, evaluate
 from .adaptive import calibrate_constant_alpha, calibrate_range, calibrate_shift, robust_accuracy_adaptive
 from .learned import table_network
 from .mixing_net import TRAIN_SHIFT
-from .statistics import best_options
+from .statistics import best_options, mcnemar
 from .tables import caption, table
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,13 @@ def constant_baseline(g, h, x, y, target: float, *, eps: float, steps: int, norm
 
 def robust(model, x, y, *, identity: str | None = None, use_cache: bool = False, **attack_kw) -> dict:
     """:func:`adaptive.robust_accuracy_adaptive` of ``model`` as it stands (weights, head, range), each attack's
-    outcome read from the attack cache when it was computed before (``seconds``: as recorded, ``cached``).
+    outcome read from the attack cache when it was computed before (``seconds``: as recorded, ``cached``), and its
+    per-image ``masks`` (clean, full, detached, worst) packed as hex (:func:`attack_cache.pack`), for paired tests.
     ``identity``: the model's content address (default: its weights and head as they are; a calibrated model
     passes :func:`attack_cache.calibrated`'s address instead)."""
-    return robust_accuracy_adaptive(model, x, y, identity=identity or attack_cache.fingerprint(model),
-                                    use_cache=use_cache, **attack_kw)
+    out = robust_accuracy_adaptive(model, x, y, identity=identity or attack_cache.fingerprint(model),
+                                   use_cache=use_cache, return_masks=True, **attack_kw)
+    return {**out, "masks": {k: attack_cache.pack(v) for k, v in out["masks"].items()}}
 
 
 def evaluate_network(model, x, y, target: float, *, range_width: float | None, use_cache: bool = False,
@@ -86,6 +88,38 @@ def evaluate_network(model, x, y, target: float, *, range_width: float | None, u
         finally:
             model.net.set_alpha_range(0.0, 1.0)
     return out
+
+
+def mask(r: dict, field: str, n: int):
+    """The per-image mask ``field`` ("full", "worst", or "range/full", ...) of one cell (None without the range)."""
+    if field.startswith("range/"):
+        if "range" not in r:
+            return None
+        r, field = r["range"], field[6:]
+    return attack_cache.unpack(r["masks"][field], n)
+
+
+def paired(cells: dict, pairs, n: int, fields=("full", "range/full")) -> dict:
+    """McNemar's exact test (same images) of each pair ``(a, b)`` of cell keys, per field: ``{(a, b): {field:
+    statistics.mcnemar(a's mask, b's mask)}}`` (fields a cell lacks are left out)."""
+    out = {}
+    for a, b in pairs:
+        tests = {}
+        for f in fields:
+            ma, mb = mask(cells[a], f, n), mask(cells[b], f, n)
+            if ma is not None and mb is not None:
+                tests[f] = mcnemar(ma, mb)
+        out[(a, b)] = tests
+    return out
+
+
+def paired_table(tests: dict, label) -> dict:
+    """:func:`paired` as a results table: one row per pair and field (``label(key)`` names a cell)."""
+    rows = [[label(a), label(b), "with the range" if f.startswith("range/") else "full range", t["only_a"], t["only_b"],
+             round(100 * t["diff"], 1), f"{t['p_value']:.3g}"]
+            for (a, b), per in tests.items() for f, t in per.items()]
+    return table(["cell a", "cell b", "α range", "only a right", "only b right", "a - b (points)", "McNemar exact p"],
+                 rows)
 
 
 def value(r: dict, field: str, percent: bool = True):

@@ -98,7 +98,8 @@ def test_tradeoff_rows_from_the_cache_equal_computed_ones(g_model, h_model, imag
     plain = evaluate.tradeoff_curve(g_model, h_model, [0.0, 0.6], ["prob"], x, y, **kw)
     first = evaluate.tradeoff_curve(g_model, h_model, [0.0, 0.6], ["prob"], x, y, use_cache=True, **kw)
     entries = sorted((tmp_path / "attack-cache").glob("*.json"))
-    assert len(entries) == 2 and "tradeoff_curve" in json.loads(entries[0].read_text())["question"]["what"]
+    whats = sorted(json.loads(e.read_text())["what"].split(": ")[1].split(" on ")[0] for e in entries)
+    assert whats == ["apgd_t", "apgd_t", "pgd_ce", "pgd_ce", "transfer_g", "transfer_g"]  # one entry per row and attack
     again = evaluate.tradeoff_curve(g_model, h_model, [0.6, 0.8], ["prob"], x, y, use_cache=True, **kw)
     assert [r["cached"] for r in first] == [False, False] and [r["cached"] for r in again] == [True, False]
     drop = ("seconds", "cached")

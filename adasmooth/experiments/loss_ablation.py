@@ -26,7 +26,8 @@ def loss_ablation(namespace: dict):
     caption = ablation.attacks_caption(base.label, len(base.y), p["eps"], p["norm"])
     data = {"constant": base.const,
             "cells": [{"c_prod": cp, "c_ce": ce, "c_bce": p["c_sum"] - ce, **r} for (cp, ce), r in cells.items()]}
-    return new(STEM, p, metrics=metrics, tables=_sm2_tables(cells, p, base.label), data=data, inputs=nb.inputs,
+    tables = {**_sm2_tables(cells, p, base.label), **_paired(cells, p, len(base.y))}
+    return new(STEM, p, metrics=metrics, tables=tables, data=data, inputs=nb.inputs,
                figures=[Figure(STEM, lambda: _plot_grid(cells, p, base), caption)])
 
 
@@ -62,6 +63,17 @@ def _sm2_tables(cells: dict, p: dict, label: str) -> dict:
             f"With the evaluation range: {label} accuracy (%), worst case over both threat models": tab("range/worst"),
             "With the evaluation range: α_min": tab("range/alpha_min", percent=False)})
     return tables
+
+
+def _paired(cells: dict, p: dict, n: int) -> dict:
+    """Each c_prod > 0 cell against the c_prod = 0 cell of its c_CE column (McNemar on the same images, full threat),
+    without and with the range; empty without a c_prod = 0 row."""
+    if 0 not in p["c_prod"]:
+        return {}
+    pairs = [((cp, ce), (0, ce)) for cp in p["c_prod"] if cp != 0 for ce in p["c_ce"]]
+    tests = ablation.paired(cells, pairs, n)
+    return {"Table SM2, paired: each c_prod > 0 cell against c_prod = 0 in its column (full threat, same images)":
+            ablation.paired_table(tests, lambda k: f"c_prod {k[0]:g}, c_CE {k[1]:g}")}
 
 
 def _plot_grid(cells: dict, p: dict, base: ablation.Baseline):

@@ -29,7 +29,8 @@ def sigmoid_scale(namespace: dict):
     title = f"Table SM3: {base.label} accuracy by Sigmoid scale" + (
         f", without and with the evaluation range (width {width:g})" if width else "")
     caption = ablation.attacks_caption(base.label, len(base.y), p["eps"], p["norm"])
-    return new("06_sigmoid_scale", p, metrics=metrics, tables={title: _table(per_scale, width)}, inputs=nb.inputs,
+    tables = {title: _table(per_scale, width), **_paired(per_scale, len(base.y))}
+    return new("06_sigmoid_scale", p, metrics=metrics, tables=tables, inputs=nb.inputs,
                data={"constant": base.const, "per_scale": [{"scale": s, **r} for s, r in per_scale.items()]},
                figures=[Figure("06_sigmoid_scale", lambda: _plot(per_scale, base, width), caption)])
 
@@ -42,6 +43,16 @@ def _table(per_scale: dict, range_width: float | None) -> dict:
         fields += [("range/alpha_min", False), ("range/clean", True), ("range/full", True), ("range/worst", True)]
         columns += ["α_min", "clean with the range %", "full threat with the range %", "worst with the range %"]
     return table(columns, [[s, *(ablation.value(r, f, pct) for f, pct in fields)] for s, r in per_scale.items()])
+
+
+def _paired(per_scale: dict, n: int) -> dict:
+    """Each scale against scale 2 (the paper's choice; McNemar on the same images, full threat), without and with the
+    range; empty when 2 is not among the scales."""
+    if 2 not in per_scale:
+        return {}
+    tests = ablation.paired(per_scale, [(s, 2) for s in per_scale if s != 2], n)
+    return {"Table SM3, paired: each scale against scale 2 (full threat, same images)":
+            ablation.paired_table(tests, lambda s: f"scale {s:g}")}
 
 
 def _plot(per_scale: dict, base: ablation.Baseline, range_width: float | None):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .common import HEADLINE, LOSS, PANELS, RI, RI_LABELS, SCALE, VERDICTS, _n_eval, _pct, _row, paper_reference
-from ..statistics import accuracy, compare
+from ..attack_cache import unpack
+from ..statistics import accuracy, compare, mcnemar
 
 
 def ri_choice(doc: dict | None) -> list[dict]:
@@ -165,9 +166,25 @@ def c_prod_helps(doc: dict | None) -> list[dict]:
     ours = (f"mean full-threat acc. c_prod > 0: {a_pos} vs c_prod = 0: {a_zero} (n = {n}); c_prod > 0 above its "
             f"column's c_prod = 0 cell in {above} of {len(pos_c)} cells; best cell c_prod = {top['c_prod']:g}, "
             f"c_CE = {top['c_ce']:g} ({accuracy(top['full'], n)})")
+    pairs = [(c1, c0) for c1 in pos_c for c0 in zero_c if c0["c_ce"] == c1["c_ce"]]
+    tally = _paired_tally(pairs, n)
+    if tally:
+        ours += f"; paired on the same images, c_prod > 0 vs its column's c_prod = 0: {tally}"
     if c == 0:
         ours += "; tie"
     return [_row("c", claim, paper, ours, verdict, source)]
+
+
+def _paired_tally(pairs, n: int, alpha: float = 0.05) -> str:
+    """How many of the cell pairs (a, b) McNemar's exact test (full threat, same images) puts a significantly ahead,
+    behind, or neither; "" when the cells record no per-image masks."""
+    if not pairs or not all("masks" in a and "masks" in b for a, b in pairs):
+        return ""
+    tests = [mcnemar(unpack(a["masks"]["full"], n), unpack(b["masks"]["full"], n)) for a, b in pairs]
+    ahead = sum(t["p_value"] < alpha and t["only_a"] > t["only_b"] for t in tests)
+    behind = sum(t["p_value"] < alpha and t["only_a"] < t["only_b"] for t in tests)
+    return (f"ahead in {ahead}, behind in {behind}, no significant difference in {len(tests) - ahead - behind} of "
+            f"{len(tests)} (McNemar p < {alpha:g})")
 
 
 def sigmoid_scale(doc: dict | None) -> list[dict]:
@@ -212,4 +229,8 @@ def sigmoid_scale(doc: dict | None) -> list[dict]:
     ties = [f"{s:g}" for s, c in others.items() if c == 0]
     if ties:
         note += ("; " if note else "") + f"tie: scale {want:g} vs {', '.join(ties)}"
+    by_scale = {float(s["scale"]): s for s in per}
+    tally = _paired_tally([(by_scale[want], by_scale[s]) for s in acc if s != want], next(iter(acc.values())).n)
+    if tally:
+        note += f"; paired on the same images, scale {want:g} vs each other scale: {tally}"
     return rows + [_row("d2", c2, paper2, f"{listing}; best {best:g}; {note}", verdict, source)]
