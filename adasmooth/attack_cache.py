@@ -228,38 +228,16 @@ def _read(path):
     return doc
 
 
-def differing(a, b, n: int) -> int:
-    """How many images two answers to the same question disagree on: per-image tensors (one row per image) and
-    packed masks (hex) are compared image by image, accuracies (floats) as round(|a - b|·n); the largest count over the
-    fields of a JSON answer."""
-    if torch.is_tensor(a) or torch.is_tensor(b):
-        a, b = torch.as_tensor(a), torch.as_tensor(b)
-        if a.shape != b.shape:
-            return n
-        if a.dtype == torch.bool:
-            return int((a != b).sum())
-        differs = (a.double() - b.double()).abs() > 1e-4
-        return int(differs.reshape(len(differs), -1).any(1).sum()) if differs.ndim > 1 else int(differs.sum())
-    if isinstance(a, dict) and isinstance(b, dict):
-        return max([differing(a.get(k), b.get(k), n) for k in set(a) | set(b) if k not in ("seconds", "cached")]
-                   or [0])
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return n
-        return max([differing(u, v, n) for u, v in zip(a, b)] or [0])
-    if isinstance(a, str) and isinstance(b, str):
-        if a == b:
-            return 0
-        try:
-            x, y = bytes.fromhex(a), bytes.fromhex(b)
-        except ValueError:
-            return n
-        return n if len(x) != len(y) else sum(bin(u ^ v).count("1") for u, v in zip(x, y))
-    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
-        return 0 if a == b else n
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return round(abs(a - b) * n) if abs(a) <= 1 and abs(b) <= 1 else (0 if a == b else n)
-    return 0 if a == b else n
+def differing(a: torch.Tensor, b: torch.Tensor, n: int) -> int:
+    """How many of ``n`` images two answers to the same question disagree on: per-image tensors (one row per image)
+    compared image by image (bool masks exactly, counts and values to 1e-4); all ``n`` when the shapes differ."""
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    if a.shape != b.shape:
+        return n
+    if a.dtype == torch.bool:
+        return int((a != b).sum())
+    differs = (a.double() - b.double()).abs() > 1e-4
+    return int(differs.reshape(len(differs), -1).any(1).sum()) if differs.ndim > 1 else int(differs.sum())
 
 
 def _answer(name: str, path, stored, compute, n_of, what: str, partial=None):
@@ -329,40 +307,6 @@ def _stored(path, doc, field: str, decode):
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         _unreadable(path, f"{type(e).__name__}: {e}")
         return None
-
-
-def cached_doc(description: dict, compute, use_cache: bool, decode=None) -> tuple[dict, float, bool]:
-    """``(result, seconds, hit)``: the JSON-ready ``result`` of the question ``description`` (a dict
-    that names everything the answer depends on), read from the cache or ``compute()``-d and stored.
-    With ``decode``, ``result`` comes back decoded; a stored result it cannot decode is an unreadable
-    entry (logged by file, recomputed and rewritten)."""
-    name = key(description)
-    path = cache_dir() / f"{name}.json"
-    if _state["check"]:
-        _state["questions"].append(name)
-    doc = _read(path) if use_cache else None
-    decode = decode or (lambda r: r)
-    decoded = _stored(path, doc, "result", decode)
-    stored = None if decoded is None else (doc["result"], decoded[1])
-    what = str(description.get("what", ""))
-    result, seconds, hit = _answer(name, path, stored, compute, lambda r: _images_of(r, description), what)
-    if use_cache and not hit:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint.atomic_write_json(path, {"question": description, "result": result, "seconds": round(seconds, 2),
-                                            "code_version": CODE_VERSION})
-    return (decoded[0] if hit else decode(result)), seconds, hit
-
-
-def _images_of(result, description: dict) -> int:
-    """The image count of a JSON answer: its ``n``; else, for packed masks, 8 per byte of the first (at most
-    7 more than the images); else the question's ``n``, else 1."""
-    if isinstance(result, dict):
-        if isinstance(result.get("n"), int):
-            return result["n"]
-        packed = [v for v in result.values() if isinstance(v, str)]
-        if packed:
-            return 4 * len(packed[0])
-    return int(description.get("n", 1))
 
 
 def calibrated(identity: str, **calibration) -> str:
