@@ -135,12 +135,13 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
     ``reference`` attacks (e.g. AutoAttack) are reported in their own columns and in
     ``attacked_all`` (worst case including them) but not in ``attacked``.  ``subsets`` adds columns
     ``name: worst case over those attacks only`` (e.g. ``{"attacked_base": ("pgd_ce", "pgd_dlr")}``).
-    The models are used in their current mode (zoo models are in eval mode).  With ``use_cache`` each
-    row's per-image outcomes are read from (or written to) :mod:`adasmooth.attack_cache`, keyed by both
-    models' weights, the option, α, the attacks with every parameter, and the images (only attacks named
-    from ``ATTACKS``: ``extra_attacks`` and ``reference`` are callables the cache cannot key); the row then
-    says ``cached`` and keeps the ``seconds`` its computation took.  ``alpha_keys`` maps an α that a
-    calibration chose to what the calibration read (:func:`attack_cache.calibrated`), its key in the cache.
+    The models are used in their current mode (zoo models are in eval mode).  Each row is the suite
+    :func:`tradeoff_suite` run by :func:`runner.run`; with ``use_cache`` each attack's per-image outcome is read
+    from (or written to) :mod:`adasmooth.attack_cache`, keyed by both models' weights, the option, α, the attack
+    with every parameter, and the images it attacked (only attacks named from ``ATTACKS``: ``extra_attacks`` and
+    ``reference`` are callables the cache cannot key); the row then says ``cached`` and keeps the ``seconds``
+    its computation took.  ``alpha_keys`` maps an α that a calibration chose to what the calibration read
+    (:func:`attack_cache.calibrated`), its key in the cache.
     """
     options, subsets = _check_tradeoff(x, y, alphas, options, norm=norm, apgd_iter=apgd_iter, attacks=attacks,
                                        extra_attacks=extra_attacks, reference=reference, subsets=subsets,
@@ -158,9 +159,9 @@ def tradeoff_curve(g: torch.nn.Module, h: torch.nn.Module, alphas: Sequence[floa
     for oname, a in progress_bar(grid, progress=progress, desc="trade-off"):
         spec = get_mixer(oname)
         mix = spec.build(g, h, a, norm=norm)
-        res = run(mix, x, y, suite(mix), question=question and {**question, "option": oname,
-                                                                "alpha": (alpha_keys or {}).get(a, a)},
-                  label=f"{oname} α={a:.4g}", use_cache=use_cache, batch_size=batch_size)
+        row_question = question and {**question, "option": oname, "alpha": (alpha_keys or {}).get(a, a)}
+        res = run(mix, x, y, suite(mix), question=row_question, label=f"{oname} α={a:.4g}", use_cache=use_cache,
+                  batch_size=batch_size)
         row = _accuracy_row(oname, spec, a, len(x), res, subsets)
         seconds = res.seconds
         if reference:

@@ -113,7 +113,8 @@ def _check(attacks, x, y, survivors):
         if a.name in seen:
             raise ValueError(f"attack names must be unique, {a.name!r} appears twice")
         if isinstance(a.on, tuple) and not set(a.on) <= seen:
-            raise ValueError(f"attack {a.name!r}: on names {sorted(set(a.on) - seen)}, not earlier attacks of the suite")
+            raise ValueError(f"attack {a.name!r}: on names {sorted(set(a.on) - seen)}, "
+                             "not earlier attacks of the suite")
         seen.add(a.name)
     return attacks
 
@@ -161,11 +162,12 @@ def run(model: Callable, x: torch.Tensor, y: torch.Tensor, attacks: Sequence[Att
         out.masks[a.name] = mask
         if a.subset is not None:
             pos = torch.as_tensor(a.subset, dtype=torch.long)
-            out.subsets[a.name] = {"positions": pos, "before": correct[pos].clone(), "after": (correct & ~pool | mask)[pos]}
+            out.subsets[a.name] = {"positions": pos, "before": correct[pos].clone(),
+                                   "after": (correct & ~pool | mask)[pos]}
         else:
             correct &= mask  # every image still counted as correct was in the pool (correct ⊆ pool)
-        out.steps.append({"attack": a.name, "n": len(idx), "acc": correct.float().mean().item(), "seconds": round(secs, 1),
-                          "cached": hit})
+        out.steps.append({"attack": a.name, "n": len(idx), "acc": correct.float().mean().item(),
+                          "seconds": round(secs, 1), "cached": hit})
         log.info("%s: %s on %d images%s", label, a.name, len(idx), " (cached)" if hit else f" {secs:.0f} s")
     out.correct = correct
     return out
@@ -216,7 +218,8 @@ def _sharded(model, x, y, attacks, question, label, use_cache, survivors, batch_
             out.masks.setdefault(name, torch.zeros(n, dtype=torch.bool))[sl] = m
         for s in r.steps:
             d = steps.setdefault(s["attack"], {"attack": s["attack"], "n": 0, "seconds": 0.0, "cached": True})
-            d.update(n=d["n"] + s["n"], seconds=round(d["seconds"] + s["seconds"], 1), cached=d["cached"] and s["cached"])
+            d.update(n=d["n"] + s["n"], seconds=round(d["seconds"] + s["seconds"], 1),
+                     cached=d["cached"] and s["cached"])
         for name, sub in r.subsets.items():
             subsets.setdefault(name, []).append({**sub, "positions": sub["positions"] + sl.start})
     worst = out.clean & covered if survivors is None else out.clean & covered & survivors.cpu()
