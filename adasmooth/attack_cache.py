@@ -99,6 +99,17 @@ def verifying(fraction: float, seed: int = 0, keys=None):
         _state["fraction"], _state["seed"], _state["keys"] = old
 
 
+@contextlib.contextmanager
+def not_verifying():
+    """Within it, nothing read is recomputed to verify it (a worker process whose reads its parent verifies)."""
+    old = _state["keys"]
+    _state["keys"] = set()
+    try:
+        yield
+    finally:
+        _state["keys"] = old
+
+
 def _verify_settings() -> tuple[float | None, int]:
     if _state["fraction"] is not None:
         return _state["fraction"], _state["seed"]
@@ -248,7 +259,8 @@ def _answer(name: str, path, stored, compute, n_of, what: str, partial=None):
         stats["read"] += 1
         _report(name, what)
         sample = _image_sample(name, n_of(stored[0])) if partial is not None else None
-        checked = sample is not None or _selected(name)
+        fresh_here = name in stats["computed_keys"]  # computed by this process (or its workers) in this run
+        checked = not fresh_here and (sample is not None or _selected(name))
         if checked and _claimed_elsewhere(name):
             stats["verified_elsewhere"] += 1
         elif checked:

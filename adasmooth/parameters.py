@@ -311,6 +311,8 @@ ADAPTIVE_VS_CONSTANT = (
           {"default": {"fmnist-adaptive-diverse": [20, 50]}}),
     Param("ladder_shards", "int", 2, "the ladder's images in this many contiguous parts (each its own cache entries; "
           "several processes can fill them)", int_up_to("headline_n")),
+    Param("ladder_jobs", "int", 1, "worker processes that attack each rung's shards side by side (CPU only; the "
+          "results are the same for any value)", int_up_to("ladder_shards")),
     Param("budget_mixers", "list", [], "α_θ's training-budget curve: learned mixers of the headline recipe trained "
           "for fewer steps, each against the constant α with the headline's attack set ([]: off)",
           each(learned_mixer(), empty=True),

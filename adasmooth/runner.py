@@ -19,17 +19,21 @@ per-image outcome is read from, or written to, the content-addressed cache: the 
 attack's name and the hash of the very images it attacked (:func:`attack_cache.key`), so an answer is a
 function of what it says and two suites asking the same question share it.  ``shards`` splits the images
 into contiguous parts, each run on its own (its own cache entries), so that processes can fill them side
-by side; the shard count is part of a result's definition.
+by side; the shard count is part of a result's definition.  With ``jobs`` > 1 (on a CPU) that is what happens:
+worker processes forked from this one attack the shards side by side and write their outcomes into the cache,
+then this process reads them back, so the result is the one process's result (both cores busy to the end).
 """
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
 
+from . import attack_cache
 from .attack_cache import cached_values, images_hash, key
 from .attacks import predict
 from .runtime import progress_bar
@@ -121,7 +125,7 @@ def _check(attacks, x, y, survivors):
 
 def run(model: Callable, x: torch.Tensor, y: torch.Tensor, attacks: Sequence[Attack], *,
         question: dict | None = None, label: str = "", use_cache: bool = True, survivors: torch.Tensor | None = None,
-        batch_size: int | None = 500, shards: int = 1, only_shard: int | None = None,
+        batch_size: int | None = 500, shards: int = 1, only_shard: int | None = None, jobs: int = 1,
         progress: bool = False) -> Run:
     """Run the suite ``attacks`` on (x, y) (see the module docstring) and return the per-image :class:`Run`.
 
@@ -129,8 +133,12 @@ def run(model: Callable, x: torch.Tensor, y: torch.Tensor, attacks: Sequence[Att
     images key its cached outcome (None: nothing is cached).  ``survivors``: attack only the images it marks
     (those an earlier evaluation left correct), so :attr:`Run.correct` is the worst case over both.
     ``batch_size``: the judging forward passes.  ``shards`` / ``only_shard``: contiguous parts, each run on its
-    own; with ``only_shard`` the masks hold that part alone (False elsewhere) and ``acc`` is over it."""
+    own; with ``only_shard`` the masks hold that part alone (False elsewhere) and ``acc`` is over it.  ``jobs``:
+    worker processes that attack the shards side by side (CPU; the outcomes travel through the cache)."""
     attacks = _check(attacks, x, y, survivors)
+    if jobs > 1 and shards > 1 and only_shard is None:
+        _fill_in_workers(model, x, y, attacks, dict(question=question, label=label, use_cache=use_cache,
+                                                    survivors=survivors, batch_size=batch_size, shards=shards), jobs)
     if shards != 1 or only_shard is not None:
         return _sharded(model, x, y, attacks, question, label, use_cache, survivors, batch_size, shards, only_shard,
                         progress)
@@ -230,6 +238,43 @@ def _sharded(model, x, y, attacks, question, label, use_cache, survivors, batch_
     out.subsets = {name: {k: torch.cat([p[k] for p in ps]) for k in ("positions", "before", "after")}
                    for name, ps in subsets.items()}
     return out
+
+
+_FORKED: dict = {}  # the job the forked workers inherit (closures cannot be pickled; fork copies them)
+
+
+def _fill_in_workers(model, x, y, attacks, kw: dict, jobs: int) -> None:
+    """Attack every shard in ``jobs`` forked worker processes (one thread each), writing the outcomes into the
+    cache; merge the workers' cache counters into this process's (their entries are not verified again here)."""
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    if kw["question"] is None or not kw["use_cache"]:
+        raise ValueError("jobs > 1 passes the shards' outcomes through the attack cache: it needs a question and "
+                         "use_cache=True")
+    if x.device.type != "cpu":
+        raise ValueError(f"jobs > 1 forks CPU worker processes; on {x.device.type} use jobs=1")
+    _FORKED["job"] = (model, x, y, attacks, kw)
+    try:
+        with multiprocessing.get_context("fork").Pool(min(jobs, kw["shards"])) as pool:
+            done = pool.map(_fill_shard, range(kw["shards"]), chunksize=1)
+    finally:
+        _FORKED.clear()
+    for st in done:
+        attack_cache.stats["computed"] += st["computed"]
+        attack_cache.stats["computed_keys"] += st["computed_keys"]
+    log.info("%s: %d shards attacked in %d worker processes, %d answers computed", kw["label"], kw["shards"],
+             min(jobs, kw["shards"]), sum(st["computed"] for st in done))
+
+
+def _fill_shard(i: int) -> dict:
+    """In a forked worker: attack shard ``i`` of the inherited job; return what it computed."""
+    torch.set_num_threads(1)
+    model, x, y, attacks, kw = _FORKED["job"]
+    before = len(attack_cache.stats["computed_keys"])
+    with attack_cache.not_verifying():  # the parent verifies what it reads back
+        run(model, x, y, attacks, only_shard=i, **kw)
+    keys = attack_cache.stats["computed_keys"][before:]
+    return {"computed": len(keys), "computed_keys": keys}
 
 
 def _local_subset(a: Attack, sl: slice) -> Attack:

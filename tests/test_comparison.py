@@ -203,6 +203,13 @@ def test_budget_ladder_is_cumulative_sharded_and_replays(mixers, monkeypatch, tm
         assert "paired" not in part and all(m["rungs"][0]["n"] == 15 for m in part["methods"].values())
     doc = comparison.convergence(**args)
     assert set(doc["methods"]) == {"constant", "fmnist-adaptive"} and doc["steps"] == [1, 2]
+    # two worker processes attacking each rung's shards side by side give the same ladder (a fresh cache)
+    monkeypatch.setenv("ADASMOOTH_DATA", str(tmp_path / "forked"))
+    forked = comparison.convergence(jobs=2, **args)
+    for name, m in doc["methods"].items():
+        assert [r["acc"] for r in forked["methods"][name]["rungs"]] == [r["acc"] for r in m["rungs"]]
+    assert forked["paired"] == doc["paired"]
+    monkeypatch.setenv("ADASMOOTH_DATA", str(tmp_path))
     for m in doc["methods"].values():
         assert all(r["cached"] for r in m["rungs"])
         accs = [m["base"]["acc"]] + [r["acc"] for r in m["rungs"]]

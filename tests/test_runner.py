@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from adasmooth import runner, suites
+from adasmooth import attack_cache, runner, suites
 from adasmooth.mixing import MixedClassifier
 from adasmooth.runner import Attack
 
@@ -97,6 +97,24 @@ def test_shards_give_the_unsharded_answer_for_per_image_attacks():
     one = runner.run(Sign(), x, y, attacks, shards=3, only_shard=1)
     part = runner.shard_slices(11, 3)[1]
     assert one.correct[part].tolist() == whole.correct[part].tolist() and not one.correct[:part.start].any()
+
+
+def test_worker_processes_fill_the_shards_and_the_parent_reads_them_back(empty_attack_cache):
+    x, y = toy(n=12, wrong=(0, 7))
+    seen = []
+    attacks = [Attack("a", flipper({1, 8}, seen)), Attack("b", flipper({2, 9, 11}, seen), on="all"),
+               Attack("sq", flipper({4, 10}, seen), subset=[3, 4, 10])]
+    q = {"identity": "m"}
+    with attack_cache.verifying(1.0):  # what the workers computed in this run is not recomputed to verify it
+        forked = runner.run(Sign(), x, y, attacks, question=q, shards=3, jobs=2)
+    assert seen == []  # the workers attacked; this process only read their answers
+    assert len(attack_cache.stats["computed_keys"]) == 9  # 3 attacks x 3 shards, computed by the workers, merged
+    assert forked.cached and attack_cache.stats["verified"] == 0  # read back here, not verified again
+    plain = runner.run(Sign(), x, y, attacks, question={"identity": "other"}, shards=3)
+    assert torch.equal(forked.correct, plain.correct) and torch.equal(forked.masks["b"], plain.masks["b"])
+    assert [s["acc"] for s in forked.steps] == [s["acc"] for s in plain.steps]
+    with pytest.raises(ValueError, match="needs a question"):
+        runner.run(Sign(), x, y, attacks, shards=2, jobs=2)
 
 
 def test_bad_suites_are_refused_by_name():

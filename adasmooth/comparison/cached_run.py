@@ -32,7 +32,8 @@ def suite(model, budget: Budget, square_idx=None) -> list[Attack]:
 
 
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, budget: Budget, *, identity: str, square_idx=None,
-             use_cache: bool = True, progress: bool = False, survivors: torch.Tensor | None = None) -> dict:
+             use_cache: bool = True, progress: bool = False, survivors: torch.Tensor | None = None, shards: int = 1,
+             only_shard: int | None = None, jobs: int = 1) -> dict:
     """Run :func:`attack_set` on (x, y) with :func:`runner.run` and return per-image masks.
 
     ``identity`` is the mixer's content address (:func:`fingerprint`).  Square runs only on
@@ -40,14 +41,15 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, budget: Budget, *, identit
     "acc" (cumulative), "seconds", "cached"}], "square": {...} or None}`` where ``worst`` is the mask
     after every attack but Square, and ``square`` holds the masks before and after it on its subset.
     ``survivors`` (a bool mask): attack only the images it marks (those earlier attacks left correct), so
-    ``worst`` is the per-image worst case over those attacks and these.
+    ``worst`` is the per-image worst case over those attacks and these.  ``shards``, ``only_shard``, ``jobs``: as
+    :func:`runner.run` (contiguous parts, each its own cache entries; worker processes side by side).
     """
     model.eval()
     dev = next(model.parameters()).device
     x, y = x.to(dev), y.to(dev)
     res = run(model, x, y, suite(model, budget, square_idx), question={"identity": identity, "budget": budget.key()},
               label=identity[:12], use_cache=use_cache, survivors=survivors, batch_size=budget.batch_size,
-              progress=progress)
+              shards=shards, only_shard=only_shard, jobs=jobs, progress=progress)
     steps = [{k: s[k] for k in ("attack", "acc", "seconds", "cached")} for s in res.steps
              if s["attack"] not in res.subsets]
     sq = None

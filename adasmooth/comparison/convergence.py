@@ -38,33 +38,28 @@ LADDER_BATCH = 100  # images per attack batch on the ladder (faster per image th
 
 
 def ladder(model, x, y, base: Budget, *, identity: str, survivors: torch.Tensor, steps=LADDER, shards: int = 2,
-           only_shard: int | None = None, use_cache: bool = True, progress: bool = False) -> dict:
+           only_shard: int | None = None, jobs: int = 1, use_cache: bool = True, progress: bool = False) -> dict:
     """The strong family at each budget of ``steps`` in turn on the images ``survivors`` marks (the base set's
     worst-case mask).  Returns ``{"rungs": [{"steps", "acc", "seconds", "cached"}], "worst": mask}``;
-    ``only_shard`` runs that shard alone (filling the cache; the masks then cover that shard only)."""
+    ``only_shard`` runs that shard alone (filling the cache; the masks then cover that shard only); ``jobs``
+    worker processes attack the shards of each rung side by side (:func:`runner.run`)."""
     if list(steps) != sorted(set(steps)) or not steps or steps[0] < 1:
         raise ValueError(f"steps must be increasing budgets >= 1, got {list(steps)}")
     if x.device.type == "cpu":  # faster convolutions on a CPU core (benchmarks/ladder_speed.py)
         model = model.to(memory_format=torch.channels_last)
-    parts = shard_slices(len(y), shards)
-    if only_shard is not None:
-        parts = [parts[only_shard]]
     covered = torch.zeros(len(y), dtype=torch.bool)
-    for sl in parts:
+    for sl in shard_slices(len(y), shards) if only_shard is None else [shard_slices(len(y), shards)[only_shard]]:
         covered[sl] = True
     worst = survivors.cpu().clone()
     rungs = []
     for s in steps:
         budget = replace(base.with_steps(s), batch_size=LADDER_BATCH)
-        seconds, cached = 0.0, True
-        for sl in parts:
-            res = evaluate(model, x[sl], y[sl], budget, identity=identity, use_cache=use_cache, progress=progress,
-                           survivors=worst[sl])
-            worst[sl] = res["worst"]
-            seconds += sum(st["seconds"] for st in res["steps"])
-            cached &= all(st["cached"] for st in res["steps"])
-        rungs.append({"steps": s, "acc": int(worst[covered].sum()) / int(covered.sum()), "seconds": round(seconds, 1),
-                      "cached": cached})
+        res = evaluate(model, x, y, budget, identity=identity, use_cache=use_cache, progress=progress,
+                       survivors=worst, shards=shards, only_shard=only_shard, jobs=jobs)
+        worst = res["worst"] | (worst & ~covered)  # the shards not run keep their mask
+        rungs.append({"steps": s, "acc": int(worst[covered].sum()) / int(covered.sum()),
+                      "seconds": round(sum(st["seconds"] for st in res["steps"]), 1),
+                      "cached": all(st["cached"] for st in res["steps"])})
         log.info("%s: ladder %d steps: %.1f %%", identity[:8], s, 100 * rungs[-1]["acc"])
     return {"rungs": rungs, "worst": worst}
 
@@ -110,7 +105,7 @@ def run(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at", learned_names=
         n_test: int = 1000, budget: Budget = Budget(), steps=LADDER, shards: int = 2,
         only=None, only_shard: int | None = None, root=None, base_overrides=None, mixing_overrides=None,
         use_cache: bool = True, device=None, progress: bool = False, tol_points: float = TOL_POINTS,
-        method_steps: dict | None = None) -> dict:
+        method_steps: dict | None = None, jobs: int = 1) -> dict:
     """The headline's methods (the constant α and ``learned_names``, as :func:`head_to_head.headline` builds
     them) on its ``n_test`` images: the base set at ``budget`` (read from the headline's cache entries), then
     the ladder.  Returns a JSON-ready dict: per method clean, base and final attacked accuracy with 95 %
@@ -118,7 +113,8 @@ def run(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at", learned_names=
     the final masks (and on the Square subset, Square's masks from the base set); the verdicts.  ``only`` and
     ``only_shard`` restrict the work (filling the cache from several processes).  ``method_steps`` (name ->
     budgets, each one of ``steps``) lets a method climb only part of the ladder; its reading follows the same
-    rule on the rungs it ran, and each method records the ``steps`` it climbed."""
+    rule on the rungs it ran, and each method records the ``steps`` it climbed.  ``jobs``: worker processes that
+    attack each rung's shards side by side (CPU)."""
     device = get_device(device)
     models = _learned_models(g, h, learned_names, n_test, root=root, base_overrides=base_overrides,
                              mixing_overrides=mixing_overrides, device=device)
@@ -136,7 +132,7 @@ def run(*, g: str = "fmnist-standard", h: str = "fmnist-linf-at", learned_names=
         if not own or any(s not in steps for s in own):
             raise ValueError(f"method_steps[{name!r}] must be budgets of the ladder {list(steps)}, got {own}")
         lad = ladder(m, x, y, budget, identity=ident, survivors=base[name]["worst"], steps=own, shards=shards,
-                     only_shard=only_shard, use_cache=use_cache, progress=progress)
+                     only_shard=only_shard, jobs=jobs, use_cache=use_cache, progress=progress)
         part = slice(None) if only_shard is None else shard_slices(len(y), shards)[only_shard]
         n = len(range(len(y))[part])
         base_acc = int(base[name]["worst"][part].sum()) / n

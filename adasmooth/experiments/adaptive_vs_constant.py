@@ -91,6 +91,7 @@ def _ladder(p: dict, device) -> dict:
     budget = comparison.Budget.of(p)
     doc = comparison.convergence(g=p["g"], h=p["h"], learned_names=p["ladder_mixers"], n_test=p["headline_n"],
                                  budget=budget, steps=p["budget_ladder"], shards=p["ladder_shards"],
+                                 jobs=p["ladder_jobs"],
                                  method_steps=p["ladder_budgets"] or None, **_mixers(p),
                                  use_cache=p["use_attack_cache"], device=device, progress=p["progress"])
     tabs = comparison.ladder_tables(doc)
