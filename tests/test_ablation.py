@@ -118,3 +118,28 @@ def test_packed_masks_round_trip():
     assert torch.equal(attack_cache.unpack(attack_cache.pack(m), 37), m)
     with pytest.raises(ValueError, match="expected 90"):
         attack_cache.unpack(attack_cache.pack(m), 90)
+
+
+def test_paired_cells_count_the_images_only_one_cell_gets_right():
+    from adasmooth.verdicts import ablations as v
+
+    n = 40
+    base = torch.zeros(n, dtype=torch.bool)
+    base[:20] = True
+    better = base.clone()
+    better[20:32] = True  # 12 more images right
+    worse = base.clone()
+    worse[:3] = False     # 3 fewer
+    cell = {k: {"full": m.float().mean().item(), "c_ce": 0.0, "masks": {"full": attack_cache.pack(m)}}
+            for k, m in (("zero", base), ("better", better), ("worse", worse))}
+    cell["ranged"] = {**cell["better"], "range": {"masks": {"full": attack_cache.pack(base)}}}
+    tests = ablation.paired(cell, [("better", "zero"), ("worse", "zero"), ("ranged", "zero")], n)
+    assert (tests[("better", "zero")]["full"]["only_a"], tests[("better", "zero")]["full"]["only_b"]) == (12, 0)
+    assert tests[("better", "zero")]["full"]["p_value"] < 0.001 and "range/full" not in tests[("better", "zero")]
+    assert (tests[("worse", "zero")]["full"]["only_a"], tests[("worse", "zero")]["full"]["only_b"]) == (0, 3)
+    assert "range/full" not in tests[("ranged", "zero")]  # the zero cell has no range: no pair there
+    rows = ablation.paired_table(tests, str)["rows"]
+    assert [r[:5] for r in rows[:2]] == [["better", "zero", "full range", 12, 0], ["worse", "zero", "full range", 0, 3]]
+    tally = v._paired_tally([(cell["better"], cell["zero"]), (cell["worse"], cell["zero"])], n)
+    assert tally.startswith("ahead in 1, behind in 0, no significant difference in 1 of 2")
+    assert v._paired_tally([({"full": 0.5}, cell["zero"])], n) == ""  # no masks recorded: no tally

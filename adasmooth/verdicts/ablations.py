@@ -166,12 +166,12 @@ def c_prod_helps(doc: dict | None) -> list[dict]:
     ours = (f"mean full-threat acc. c_prod > 0: {a_pos} vs c_prod = 0: {a_zero} (n = {n}); c_prod > 0 above its "
             f"column's c_prod = 0 cell in {above} of {len(pos_c)} cells; best cell c_prod = {top['c_prod']:g}, "
             f"c_CE = {top['c_ce']:g} ({accuracy(top['full'], n)})")
+    if c == 0:
+        ours += "; tie"
     pairs = [(c1, c0) for c1 in pos_c for c0 in zero_c if c0["c_ce"] == c1["c_ce"]]
     tally = _paired_tally(pairs, n)
     if tally:
         ours += f"; paired on the same images, c_prod > 0 vs its column's c_prod = 0: {tally}"
-    if c == 0:
-        ours += "; tie"
     return [_row("c", claim, paper, ours, verdict, source)]
 
 
