@@ -3,8 +3,8 @@
 - ``tradeoff``: the trade-off curves' set (``evaluate.tradeoff_curve``): CE- and DLR-PGD on the mix, CE-PGD
   transferred from g and from h, then APGD-T on what they left; for any mixer of g and h.
 - ``tables``: the set of Tables SM2/SM3 (``adaptive.robust_accuracy_adaptive``): PGD through α_θ (CE and
-  margin, α-term weights 0 and 0.2) and with α_θ detached, a softened-head surrogate, the transfers, APGD-T
-  through α_θ; for h^{α_θ}.
+  margin, α-term weights 0 and 0.2) and with α_θ detached, a softened-head surrogate (Sigmoid scale 1, the
+  tables' default), the transfers, APGD-T through α_θ; for h^{α_θ}.
 - ``headline``: the headline's full set (``comparison.attack_set``, the ``base`` family at ``steps``), every
   attack on what the earlier ones left, Square last; for h^{α_θ} or a constant-α mixer.
 - ``strong``: the ladder's strong family at ``steps`` per attack (``comparison.convergence``).
@@ -48,7 +48,7 @@ def build(name: str, model, x: torch.Tensor, y: torch.Tensor, *, eps: float, nor
     if name == "tables":
         return tables_suite(model, eps=eps, steps=steps, norm=norm, losses=("ce", "margin"), alpha_weights=(0.0, 0.2),
                             random_start=True, seed=seed, batch_size=batch_size, apgd_iter=apgd_iter,
-                            n_targets=n_targets, transfer=True, surrogate_scale=0.25)
+                            n_targets=n_targets, transfer=True, surrogate_scale=1.0)
     budget = Budget(eps=eps, norm=norm, steps=steps, apgd_iter=apgd_iter, n_targets=n_targets,
                     square_queries=square_queries, square_n=len(y) if square_queries else 0, seed=seed,
                     batch_size=batch_size)

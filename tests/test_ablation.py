@@ -143,3 +143,22 @@ def test_paired_cells_count_the_images_only_one_cell_gets_right():
     tally = v._paired_tally([(cell["better"], cell["zero"]), (cell["worse"], cell["zero"])], n)
     assert tally.startswith("ahead in 1, behind in 0, no significant difference in 1 of 2")
     assert v._paired_tally([({"full": 0.5}, cell["zero"])], n) == ""  # no masks recorded: no tally
+
+
+def test_the_named_tables_suite_is_robust_accuracy_adaptive(model, images):
+    from adasmooth import suites
+    from adasmooth.adaptive import robust_accuracy_adaptive
+
+    x, y = images[0][:30], images[1][:30]
+    old = float(model.net.scale)
+    model.net.set_head(scale=4.0)  # above the suite's surrogate scale (1), so the surrogate attacks run
+    try:
+        res = suites.evaluate(model, x, y, "tables", eps=0.1, steps=2, apgd_iter=2, batch_size=30)
+        direct = robust_accuracy_adaptive(model, x, y, eps=0.1, steps=2, apgd_iter=2, batch_size=30,
+                                          surrogate_scale=1.0, return_masks=True)
+    finally:
+        model.net.set_head(scale=old)
+    names = [s["attack"] for s in res.steps]
+    assert names[-1] == "full/apgd-t" and "full/surrogate/ce" in names and "transfer/h" in names
+    assert set(names) == set(direct["per_attack"])
+    assert torch.equal(res.correct, direct["masks"]["worst"]) and res.accuracy == pytest.approx(direct["worst"])
