@@ -55,7 +55,7 @@ PROGRESS_ENV = "ADASMOOTH_PROGRESS_FILE"
 stats = {"read": 0, "verified": 0, "identical": 0, "differing_images": 0, "computed": 0, "computed_keys": [],
          "verified_keys": [], "sampled": 0, "verified_elsewhere": 0}
 SAMPLE_MIN = 2  # images an entry verified on a sample of its images recomputes at the least
-_state = {"check": False, "questions": [], "fraction": None, "seed": 0, "keys": None}
+_state = {"check": False, "questions": [], "fraction": None, "seed": 0, "keys": None, "fresh": set()}
 
 
 class CacheMiss(LookupError):
@@ -159,6 +159,15 @@ def _claimed_elsewhere(name: str) -> bool:
         return False
 
 
+def computed_elsewhere(keys) -> None:
+    """Count the entries ``keys`` that a worker process of this one computed in this run as computed here (so the
+    summary lists them), and do not recompute them to verify them when they are read back here."""
+    keys = list(keys)
+    stats["computed"] += len(keys)
+    stats["computed_keys"] += keys
+    _state["fresh"].update(keys)
+
+
 def report() -> dict:
     """This process's counters (:data:`stats`), the code version and the verification settings."""
     fraction, seed = _verify_settings()
@@ -259,8 +268,7 @@ def _answer(name: str, path, stored, compute, n_of, what: str, partial=None):
         stats["read"] += 1
         _report(name, what)
         sample = _image_sample(name, n_of(stored[0])) if partial is not None else None
-        fresh_here = name in stats["computed_keys"]  # computed by this process (or its workers) in this run
-        checked = not fresh_here and (sample is not None or _selected(name))
+        checked = name not in _state["fresh"] and (sample is not None or _selected(name))
         if checked and _claimed_elsewhere(name):
             stats["verified_elsewhere"] += 1
         elif checked:
@@ -289,15 +297,23 @@ def _answer(name: str, path, stored, compute, n_of, what: str, partial=None):
     return value, seconds, False
 
 
-def cached_values(name: str, compute, use_cache: bool, dtype=torch.bool, what: str = "", partial=None):
+def cached_values(name: str, compute, use_cache: bool, dtype=torch.bool, what: str = "", partial=None,
+                  n: int | None = None):
     """``(values, seconds, hit)``: the per-image tensor stored under ``name``, or ``compute()`` stored there.
     ``partial(mask)``: the same tensor computed for the images of a bool mask alone (their rows exact, the
-    others arbitrary), which lets verification recompute a sample of the images (module docstring)."""
+    others arbitrary), which lets verification recompute a sample of the images (module docstring).  ``n``: the
+    number of images the answer must hold (a stored answer of another length is unreadable: logged, recomputed)."""
     path = cache_dir() / f"{name}.json"
     if _state["check"]:
         _state["questions"].append(name)
     doc = _read(path) if use_cache else None
-    stored = _stored(path, doc, "correct", lambda v: torch.tensor(v, dtype=dtype))
+
+    def decode(v):
+        t = torch.tensor(v, dtype=dtype)
+        if n is not None and len(t) != n:
+            raise ValueError(f"the stored answer holds {len(t)} values, expected {n}")
+        return t
+    stored = _stored(path, doc, "correct", decode)
     values, seconds, hit = _answer(name, path, stored, lambda: compute().cpu(), len, what,
                                    partial and (lambda mask: partial(mask).cpu()))
     if use_cache and not hit:

@@ -162,7 +162,7 @@ def run(model: Callable, x: torch.Tensor, y: torch.Tensor, attacks: Sequence[Att
                 ok, secs, hit = _timed(compute)
             else:
                 entry = key({**question, "attack": a.name, "images": images_hash(xs, ys)})
-                ok, secs, hit = cached_values(entry, compute, use_cache, what=what)
+                ok, secs, hit = cached_values(entry, compute, use_cache, what=what, n=len(idx))
         else:
             ok, secs, hit = torch.zeros(0, dtype=torch.bool), 0.0, False
         mask = torch.zeros_like(clean)
@@ -260,8 +260,7 @@ def _fill_in_workers(model, x, y, attacks, kw: dict, jobs: int) -> None:
     finally:
         _FORKED.clear()
     for st in done:
-        attack_cache.stats["computed"] += st["computed"]
-        attack_cache.stats["computed_keys"] += st["computed_keys"]
+        attack_cache.computed_elsewhere(st["computed_keys"])
     log.info("%s: %d shards attacked in %d worker processes, %d answers computed", kw["label"], kw["shards"],
              min(jobs, kw["shards"]), sum(st["computed"] for st in done))
 

@@ -62,4 +62,5 @@ def empty_attack_cache(monkeypatch, tmp_path):
               "ADASMOOTH_PROGRESS_FILE"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setattr(attack_cache, "stats", {k: ([] if k.endswith("_keys") else 0) for k in attack_cache.stats})
+    monkeypatch.setitem(attack_cache._state, "fresh", set())
     return tmp_path / "attack-cache"
