@@ -6,8 +6,8 @@ common clean accuracy on the evaluation images (90 % ± 0.02 on CIFAR-10), then 
 models, transfers from g and h, PGD on a softened surrogate, APGD-T through α_θ).  With the
 evaluation range of width w, α = α_min + w·σ(γ): α_min is chosen on the same images so that the clean
 accuracy stays at the target (the supplement's rule, as :func:`learned.choose_head` does on the
-validation split; :func:`adaptive.calibrate_range`), and the clamped model is attacked again.  A fooled α_θ then costs at most what the
-constant α_min would, but α_max = α_min + w also caps what α_θ can add.
+validation split; :func:`adaptive.calibrate_range`), and the clamped model is attacked again.  A fooled α_θ
+then costs at most what the constant α_min would, but α_max = α_min + w also caps what α_θ can add.
 
 The baseline is the constant α at the same clean accuracy, attacked with CE- and margin-PGD, the
 transfers and APGD-T.  Every attack result is cached by content (:mod:`adasmooth.attack_cache`).
@@ -90,13 +90,18 @@ def evaluate_network(model, x, y, target: float, *, range_width: float | None, u
     return out
 
 
+def _part(r: dict, field: str):
+    """``(the cell or its "range" part, the field's name there)`` for ``field`` or "range/<field>"; None when a
+    range field is asked of a cell evaluated without the range."""
+    if field.startswith("range/"):
+        return (r["range"], field[6:]) if "range" in r else None
+    return r, field
+
+
 def mask(r: dict, field: str, n: int):
     """The per-image mask ``field`` ("full", "worst", or "range/full", ...) of one cell (None without the range)."""
-    if field.startswith("range/"):
-        if "range" not in r:
-            return None
-        r, field = r["range"], field[6:]
-    return attack_cache.unpack(r["masks"][field], n)
+    part = _part(r, field)
+    return None if part is None else attack_cache.unpack(part[0]["masks"][part[1]], n)
 
 
 def paired(cells: dict, pairs, n: int, fields=("full", "range/full")) -> dict:
@@ -115,8 +120,8 @@ def paired(cells: dict, pairs, n: int, fields=("full", "range/full")) -> dict:
 
 def paired_table(tests: dict, label) -> dict:
     """:func:`paired` as a results table: one row per pair and field (``label(key)`` names a cell)."""
-    rows = [[label(a), label(b), "with the range" if f.startswith("range/") else "full range", t["only_a"], t["only_b"],
-             round(100 * t["diff"], 1), f"{t['p_value']:.3g}"]
+    rows = [[label(a), label(b), "with the range" if f.startswith("range/") else "full range", t["only_a"],
+             t["only_b"], round(100 * t["diff"], 1), f"{t['p_value']:.3g}"]
             for (a, b), per in tests.items() for f, t in per.items()]
     return table(["cell a", "cell b", "α range", "only a right", "only b right", "a - b (points)", "McNemar exact p"],
                  rows)
@@ -125,11 +130,11 @@ def paired_table(tests: dict, label) -> dict:
 def value(r: dict, field: str, percent: bool = True):
     """``field`` of one cell's result ("full", "worst", "clean", "shift", ...), or "range/<field>" (the same with
     the evaluation range; None without), in percent with ``percent``."""
-    if field.startswith("range/"):
-        if "range" not in r:
-            return None
-        r, field = r["range"], field[6:]
-    return 100 * r[field] if percent else r[field]
+    part = _part(r, field)
+    if part is None:
+        return None
+    v = part[0][part[1]]
+    return 100 * v if percent else v
 
 
 def grid(cells: dict, rows, cols, field: str, percent: bool = True) -> list[list]:

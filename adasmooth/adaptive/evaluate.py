@@ -2,8 +2,9 @@
 
 ``robust_accuracy_adaptive`` reports ``full`` and the per-sample worst case over both threats
 (and over the attack losses, and examples transferred from g and h alone).  Under ``full`` it also
-runs APGD-T (pyautoattack) on the whole mixed model, on the inputs PGD left correct: on the default zoo, PGD-20 read 57 % where APGD-T
-found 36.5 % (Sigmoid scale 2, 200 images).
+runs APGD-T (pyautoattack) on the whole mixed model, on the inputs PGD left correct: on the default zoo,
+PGD-20 read 57 % where APGD-T found 36.5 % (Sigmoid scale 2, 200 images).  Its attacks are the runner suite
+:func:`tables_suite` (:mod:`adasmooth.runner`).
 """
 from __future__ import annotations
 
